@@ -1,0 +1,111 @@
+"""The ASGI application: routes, the error edge, and the OpenAPI description."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+from starlette.schemas import SchemaGenerator
+
+from pointsman.api import (
+    attributes,
+    connections,
+    environments,
+    health,
+    queries,
+    scim_users,
+    tokens,
+)
+from pointsman.api.auth import RateLimiter
+from pointsman.api.http import error_response, respond
+from pointsman.errors import (
+    MethodNotAllowed,
+    NotFound,
+    PointsmanError,
+)
+from pointsman.services.container import Services
+
+log = logging.getLogger(__name__)
+
+schemas = SchemaGenerator(
+    {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "pointsman",
+            "version": "1",
+            "description": "Omni Analytics' connection-environment API, self-hosted. "
+            "Operations marked x-pointsman-extension are pointsman's own.",
+        },
+    }
+)
+
+
+async def openapi(request: Request) -> Response:
+    """
+    summary: This server's OpenAPI description
+    x-pointsman-extension: true
+    """
+    return respond(schemas.get_schema(routes=request.app.routes))
+
+
+async def on_pointsman_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PointsmanError)
+    return error_response(exc)
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return error_response(MethodNotAllowed())
+    if exc.status_code == 404:
+        return error_response(NotFound())
+    return error_response(PointsmanError(str(exc.detail), status=exc.status_code))
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    log.error(
+        "unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path
+    )
+    return error_response(PointsmanError())
+
+
+def all_routes() -> list[BaseRoute]:
+    return [
+        *health.routes,
+        Route("/api/openapi.json", openapi, methods=["GET"]),
+        *tokens.routes,
+        *scim_users.routes,
+        *attributes.routes,
+        *connections.routes,
+        *environments.routes,
+        *queries.routes,
+    ]
+
+
+def create_app(services: Services) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await queries.start(app)
+        try:
+            yield
+        finally:
+            await queries.stop(app)
+
+    app = Starlette(
+        routes=all_routes(),
+        exception_handlers={
+            PointsmanError: on_pointsman_error,
+            HTTPException: on_http_error,
+            Exception: on_unexpected,
+        },
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.state.rate_limiter = RateLimiter(services.settings.rate_limit_per_minute)
+    return app

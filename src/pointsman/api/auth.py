@@ -1,0 +1,59 @@
+"""Turning a request into an authenticated, rate-limited caller."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from pointsman.api.http import call
+from pointsman.errors import TooManyRequests
+from pointsman.routing.snapshot import Snapshot
+from pointsman.services.actors import Actor, authenticate
+from pointsman.services.container import Services
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    services: Services
+    snapshot: Snapshot
+    actor: Actor
+
+
+class RateLimiter:
+    """Fixed one-minute windows per token (0 disables)."""
+
+    def __init__(self, per_minute: int):
+        self.per_minute = per_minute
+        self._windows: dict[str, tuple[int, int]] = {}
+
+    def check(self, token_id: str) -> None:
+        if self.per_minute <= 0:
+            return
+        now = time.monotonic()
+        window = int(now // 60)
+        start, count = self._windows.get(token_id, (window, 0))
+        if start != window:
+            start, count = window, 0
+        if count >= self.per_minute:
+            raise TooManyRequests(max(1, math.ceil((window + 1) * 60 - now)))
+        self._windows[token_id] = (start, count + 1)
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return value.strip() or None
+
+
+async def caller(request: Request) -> Caller:
+    services: Services = request.app.state.services
+    snapshot = await call(services.snapshot)
+    actor = authenticate(snapshot, bearer_token(request))
+    request.app.state.rate_limiter.check(actor.token.id)
+    request.state.actor = actor
+    return Caller(services, snapshot, actor)

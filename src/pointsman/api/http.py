@@ -1,0 +1,78 @@
+"""Request parsing and response building shared by every handler."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, ParamSpec, TypeVar
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from pointsman.errors import BadRequest, PointsmanError
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+EMPTY_BODY = "Bad Request: Empty request body"
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value)
+    raise TypeError
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO 8601, UTC, milliseconds, ``Z``."""
+    if moment is None:
+        return None
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def dumps(data: Any) -> bytes:
+    return orjson.dumps(data, default=_default, option=orjson.OPT_PASSTHROUGH_DATETIME)
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content)
+
+
+def respond(data: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(data, status_code=status)
+
+
+def error_response(error: PointsmanError) -> JSONResponse:
+    response = JSONResponse(error.body(), status_code=error.status)
+    retry_after = getattr(error, "retry_after_seconds", None)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+async def read_json(request: Request, *, required: bool = True) -> dict[str, Any]:
+    """The JSON object in the body. An empty body is a 400 when ``required``,
+    else ``{}``; anything but an object is a 400."""
+    raw = await request.body()
+    if not raw.strip():
+        if required:
+            raise BadRequest(EMPTY_BODY)
+        return {}
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest("Bad Request: Invalid JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequest("Bad Request: Expected a JSON object")
+    return data
+
+
+async def call(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run a (blocking) service function off the event loop."""
+    return await run_in_threadpool(function, *args, **kwargs)

@@ -1,0 +1,316 @@
+"""Running SQL (spec §7), the route explanation and the query log."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route as HttpRoute
+
+from pointsman import policy
+from pointsman.api.auth import Caller, caller
+from pointsman.api.connections import live_connection
+from pointsman.api.http import call, dumps, read_json, respond
+from pointsman.engines import results
+from pointsman.engines.spec import QueryResult
+from pointsman.errors import (
+    NotFound,
+    PointsmanError,
+    RequestTimeout,
+    ValidationFailed,
+)
+from pointsman.policy import Action
+from pointsman.routing.resolver import Route, resolve
+from pointsman.routing.snapshot import ConnectionInfo
+from pointsman.services import queries
+from pointsman.services.actors import Actor
+from pointsman.services.jobs import Job, Jobs, consume_result, wait_for
+from pointsman.services.paging import is_uuid
+from pointsman.services.query_log import list_entries
+from pointsman.store.models import utcnow
+
+NDJSON = "application/x-ndjson"
+
+
+async def start(app: Starlette) -> None:
+    app.state.jobs = Jobs()
+
+
+async def stop(app: Starlette) -> None:
+    await app.state.jobs.cancel_all()
+    services = app.state.services
+    await services.query_log.flush()
+    await services.engines.close_all()
+
+
+def wants_plain_json(request: Request) -> bool:
+    """Omni's OpenAPI shape, for a client that accepts only JSON."""
+    accept = request.headers.get("accept", "")
+    kinds = {part.split(";")[0].strip() for part in accept.split(",") if part.strip()}
+    return kinds == {"application/json"}
+
+
+# -- running ------------------------------------------------------------------
+
+
+async def _execute(who: Caller, job_id: str, runner_id: str, route: Route,
+                   request: queries.RunRequest) -> QueryResult:
+    services = who.services
+    started, clock = utcnow(), time.perf_counter()
+    status, error, rows = "ERROR", None, None
+    try:
+        spec = await services.specs.get(route.connection_id, who.snapshot.version)
+        result = await services.engines.run(spec, request.sql, limit=request.limit)
+        status, rows = "COMPLETE", result.row_count
+        return result
+    except PointsmanError as exc:
+        status = "TIMEOUT" if exc.status == 408 else "ERROR"
+        error = exc.detail
+        raise
+    finally:
+        services.query_log.record(
+            {
+                "id": job_id,
+                "started_at": started,
+                "duration_ms": round((time.perf_counter() - clock) * 1000, 3),
+                "user_id": runner_id,
+                "token_id": who.actor.token.id,
+                "base_connection_id": route.base_connection_id,
+                "connection_id": route.connection_id,
+                "connection_environment_id": route.connection_environment_id,
+                "source": route.source,
+                "reason": route.reason,
+                "row_count": rows,
+                "status": status,
+                "error": error,
+            }
+        )
+
+
+def job_line(job: Job) -> dict[str, Any]:
+    """The finished job as Omni's clients read it."""
+    error = job.error()
+    line: dict[str, Any] = {
+        "job_id": job.id,
+        "client_result_id": job.client_result_id,
+        "route": job.route.as_dict(),
+    }
+    if error is not None:
+        line.update(status="ERROR", error=error.body())
+        return line
+    result = job.task.result()
+    line.update(
+        status="COMPLETE",
+        summary={
+            "display_sql": job.sql,
+            "fields": results.field_list(result),
+            "row_count": result.row_count,
+            "truncated": result.truncated,
+        },
+        result=_encode(result, job.result_type),
+    )
+    return line
+
+
+def _encode(result: QueryResult, result_type: str | None) -> Any:
+    if result_type == "json":
+        return results.to_json_rows(result)
+    if result_type == "csv":
+        return results.to_csv(result)
+    return results.to_arrow_base64(result)
+
+
+def ndjson(lines: list[dict[str, Any]], route: Route | None = None) -> Response:
+    body = b"".join(dumps(line) + b"\n" for line in lines)
+    response = Response(body, media_type=NDJSON)
+    if route is not None:
+        response.headers["X-Pointsman-Connection-Id"] = route.connection_id
+    return response
+
+
+def footer(remaining: list[str]) -> dict[str, Any]:
+    return {
+        "remaining_job_ids": remaining,
+        "timed_out": "true" if remaining else "false",
+    }
+
+
+def planned(job_id: str, route: Route, sql: str, plain: bool) -> Response:
+    line = {
+        "job_id": job_id,
+        "status": "PLANNED",
+        "client_result_id": job_id,
+        "summary": {"display_sql": sql, "fields": [], "row_count": 0, "truncated": False},
+        "route": route.as_dict(),
+    }
+    if plain:
+        response: Response = respond({"completedQueries": [line], "jobIds": []})
+    else:
+        response = ndjson([{"jobs_submitted": {job_id: job_id}}, line, footer([])])
+    response.headers["X-Pointsman-Connection-Id"] = route.connection_id
+    return response
+
+
+async def run_query(request: Request) -> Response:
+    """
+    summary: Run SQL through a base connection, routed for the effective user
+    description: NDJSON by default (jobs_submitted, job lines, footer). A client
+      that accepts only application/json gets completedQueries/jobIds.
+      `sql`, `waitSeconds`, the route and the X-Pointsman-Connection-Id header
+      are extensions.
+    """
+    who = await caller(request)
+    run = queries.parse_run(await read_json(request))
+    plain = wants_plain_json(request)
+    runner = queries.effective_actor(who.snapshot, who.actor, run.user_id)
+    connection = live_connection(who, run.connection_id)
+    route = queries.route_for(who.snapshot, runner, connection, run.branch_id)
+    job_id = queries.new_job_id()
+    if run.plan_only:
+        return planned(job_id, route, run.sql, plain)
+
+    jobs: Jobs = request.app.state.jobs
+    job = jobs.submit(
+        job_id=job_id,
+        owner_id=runner.user.id,
+        route=route,
+        sql=run.sql,
+        result_type=run.result_type,
+        work=lambda: _execute(who, job_id, runner.user.id, route, run),
+    )
+    wait = run.wait_seconds
+    if wait is None:
+        wait = who.services.settings.query_wait_seconds
+    await wait_for([job], wait)
+    if not job.task.done():
+        return _still_running(job, plain)
+    jobs.discard(job.id)
+    error = job.error()
+    if error is not None:
+        consume_result(job)
+        raise error
+    line = await call(job_line, job)
+    if plain:
+        response: Response = respond({"completedQueries": [line], "jobIds": []})
+        response.headers["X-Pointsman-Connection-Id"] = route.connection_id
+        return response
+    submitted = {"jobs_submitted": {job.id: job.client_result_id}}
+    return ndjson([submitted, line, footer([])], route)
+
+
+def _still_running(job: Job, plain: bool) -> Response:
+    if plain:
+        body = {
+            **RequestTimeout("The query is still running; collect it with query/wait").body(),
+            "timed_out": True,
+            "remaining_job_ids": [job.id],
+        }
+        return respond(body, status=408)
+    submitted = {"jobs_submitted": {job.id: job.client_result_id}}
+    return ndjson([submitted, footer([job.id])], job.route)
+
+
+def _job_ids(request: Request) -> list[str]:
+    raw = request.query_params.get("job_ids")
+    ids: list[Any]
+    if raw is not None:
+        try:
+            ids = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            ids = raw.split(",")
+        if not isinstance(ids, list):
+            ids = [ids]
+    else:
+        ids = [part for part in request.query_params.get("jobIds", "").split(",") if part]
+    ids = [str(value).strip() for value in ids if str(value).strip()]
+    if not ids:
+        raise ValidationFailed("job_ids", "Required")
+    if not all(is_uuid(value) for value in ids):
+        raise ValidationFailed("job_ids", "Invalid uuid")
+    return [value.lower() for value in ids]
+
+
+async def wait_query(request: Request) -> Response:
+    """
+    summary: Collect jobs that query/run left running (job_ids JSON array or jobIds CSV)
+    """
+    who = await caller(request)
+    jobs: Jobs = request.app.state.jobs
+    found = []
+    for job_id in _job_ids(request):
+        job = jobs.get(job_id)
+        if job is None or not (who.actor.is_org_admin or job.owner_id == who.actor.user.id):
+            raise NotFound(f"Job {job_id} not found")
+        found.append(job)
+    await wait_for(found, who.services.settings.query_wait_seconds)
+    done = [job for job in found if job.task.done()]
+    remaining = [job.id for job in found if not job.task.done()]
+    lines = [await call(job_line, job) for job in done]
+    for job in done:
+        jobs.discard(job.id)
+    if wants_plain_json(request):
+        return respond({"results": lines, **footer(remaining)})
+    return ndjson([*lines, footer(remaining)])
+
+
+# -- route explanation and log -------------------------------------------------
+
+
+async def explain_route(request: Request) -> Response:
+    """
+    summary: Where a user's query through this base would go, and why
+    x-pointsman-extension: true
+    """
+    who = await caller(request)
+    base = live_connection(who, request.path_params["id"])
+    user_id = request.query_params.get("userId")
+    runner = who.actor
+    if user_id and user_id.lower() != who.actor.user.id:
+        policy.require(who.snapshot, who.actor, Action.ORG_ADMIN)
+        user = who.snapshot.users.get(user_id.lower())
+        if user is None:
+            raise NotFound("User not found")
+        runner = queries.impersonate(who.actor, user)
+    else:
+        policy.require(who.snapshot, who.actor, Action.QUERY_BASE, base)
+    branch_id = request.query_params.get("branchId") or None
+    if branch_id is not None and not is_uuid(branch_id):
+        raise ValidationFailed("branchId", "Invalid uuid")
+    route = _route_without_permission(who, runner, base, branch_id)
+    return respond(route.as_dict())
+
+
+def _route_without_permission(
+    who: Caller, runner: Actor, base: ConnectionInfo, branch: str | None
+) -> Route:
+    """An admin may ask where any user goes, even one who may not query."""
+    try:
+        return queries.route_for(who.snapshot, runner, base, branch)
+    except PointsmanError as exc:
+        if exc.status != 403 or not who.actor.is_org_admin:
+            raise
+    return resolve(who.snapshot, runner.user, base)
+
+
+async def query_log(request: Request) -> Response:
+    """
+    summary: Where each query went and why (org admin; a member sees their own)
+    x-pointsman-extension: true
+    """
+    who = await caller(request)
+    await who.services.query_log.flush()
+    only_user = None if who.actor.is_org_admin else who.actor.user.id
+    params = dict(request.query_params)
+    return respond(await call(list_entries, who.services.store, params, only_user))
+
+
+routes = [
+    HttpRoute("/api/v1/query/run", run_query, methods=["POST"]),
+    HttpRoute("/api/v1/query/wait", wait_query, methods=["GET"]),
+    HttpRoute("/api/v1/query/log", query_log, methods=["GET"]),
+    HttpRoute("/api/v1/connections/{id}/route", explain_route, methods=["GET"]),
+]

@@ -1,0 +1,122 @@
+"""Turn driver failures into pointsman's engine errors, scrubbed of secrets.
+
+Every message that leaves ``engines/`` goes through :func:`scrub`: a driver
+may quote a conninfo string or a URL back at us, and neither may reach a
+client or a log line.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterator
+from urllib.parse import quote
+
+from pointsman.engines.spec import ConnectionSpec
+from pointsman.errors import (
+    DatabaseUnavailableError,
+    QueryFailedError,
+    QueryTimeoutError,
+)
+
+REDACTED = "***"
+
+_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s'\"<>]+")
+_KEY_VALUE_SECRET = re.compile(
+    r"(?i)\b(password|passwd|pwd|secret|token)(\s*[=:]\s*)('[^']*'|\"[^\"]*\"|\S+)"
+)
+
+# Ordered: the first phrase found in the driver's message names the reason.
+_REASON_PHRASES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (
+        ("password authentication failed", "access denied", "authentication failed"),
+        "authentication failed",
+    ),
+    (("no pg_hba.conf entry",), "the server does not accept this client"),
+    (('role "',), "authentication failed"),
+    (("does not exist", "unknown database"), "the database does not exist"),
+    (
+        ("too many connections", "too many clients", "remaining connection slots"),
+        "the server has too many connections",
+    ),
+    (
+        (
+            "could not translate host name",
+            "name or service not known",
+            "nodename nor servname",
+            "unknown mysql server host",
+            "temporary failure in name resolution",
+        ),
+        "unknown host",
+    ),
+    (("connection refused",), "connection refused"),
+    (("timeout expired", "timed out"), "no answer before the connect timeout"),
+    (("ssl",), "SSL negotiation failed"),
+    (
+        ("the database system is starting up", "the database system is shutting down"),
+        "the server is starting up or shutting down",
+    ),
+    (
+        ("server closed the connection", "lost connection", "has gone away"),
+        "the server closed the connection",
+    ),
+)
+
+
+def scrub(text: str, spec: ConnectionSpec) -> str:
+    """Remove the spec's secrets, any URL and any ``password=...`` from text."""
+    for secret in spec.secrets.values():
+        if secret:
+            text = text.replace(secret, REDACTED)
+            text = text.replace(quote(secret, safe=""), REDACTED)
+    text = _URL.sub("<dsn>", text)
+    return _KEY_VALUE_SECRET.sub(lambda m: f"{m[1]}{m[2]}{REDACTED}", text)
+
+
+def connect_reason(exc: BaseException, spec: ConnectionSpec) -> str:
+    """A short reason for a failed connect, without host, password or DSN."""
+    for link in _chain(exc):
+        if isinstance(link, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(link, socket.gaierror):
+            return "unknown host"
+        if isinstance(link, TimeoutError):
+            return "no answer before the connect timeout"
+    message = " ".join(str(link) for link in _chain(exc)).lower()
+    for phrases, reason in _REASON_PHRASES:
+        if any(phrase in message for phrase in phrases):
+            return reason
+    return "the connection attempt failed"
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        link = link.__cause__ or link.__context__
+
+
+def unavailable(spec: ConnectionSpec, reason: str) -> DatabaseUnavailableError:
+    return DatabaseUnavailableError(
+        f"Could not connect to connection {spec.name!r}: {scrub(reason, spec)}"
+    )
+
+
+def connect_failed(
+    spec: ConnectionSpec, exc: BaseException
+) -> DatabaseUnavailableError:
+    return unavailable(spec, connect_reason(exc, spec))
+
+
+def query_failed(spec: ConnectionSpec, message: str) -> QueryFailedError:
+    return QueryFailedError(scrub(message.strip(), spec) or "The query failed")
+
+
+def timed_out(spec: ConnectionSpec) -> QueryTimeoutError:
+    seconds = spec.query_timeout_seconds
+    return QueryTimeoutError(
+        f"Query exceeded the {seconds}s timeout of connection {spec.name!r}"
+        " and was cancelled"
+    )

@@ -1,0 +1,339 @@
+"""MySQL and MariaDB through aiomysql's pool.
+
+The MySQL protocol has no out-of-band cancel: past the timeout, a second
+connection sends ``KILL QUERY <thread id>``. The statement then ends on the
+server, and the pooled connection, having read the statement's end, is
+clean again; if it does not come back within a grace period it is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from contextlib import suppress
+from typing import Any, TypeAlias
+
+import aiomysql
+import pymysql
+
+from pointsman.engines import failures
+from pointsman.engines.base import Engine, pool_size, split_rows
+from pointsman.engines.spec import Column, ConnectionSpec, QueryResult
+from pointsman.errors import DatabaseUnavailableError
+
+logger = logging.getLogger(__name__)
+
+KILL_GRACE_SECONDS = 5.0
+POOL_RECYCLE_SECONDS = 3600
+CLOSE_GRACE_SECONDS = 30.0
+
+# pymysql.constants.FIELD_TYPE codes. Integers widen one step because the
+# description does not say whether a column is UNSIGNED.
+_ARROW_BY_FIELD_TYPE = {
+    1: "int16",  # TINY
+    2: "int32",  # SHORT
+    3: "int64",  # LONG
+    4: "float32",  # FLOAT
+    5: "float64",  # DOUBLE
+    6: "null",  # NULL
+    7: "timestamp[us]",  # TIMESTAMP
+    8: "int64",  # LONGLONG
+    9: "int32",  # INT24
+    10: "date32",  # DATE
+    11: "duration[us]",  # TIME (a signed duration up to 838 hours)
+    12: "timestamp[us]",  # DATETIME
+    13: "int16",  # YEAR
+    14: "date32",  # NEWDATE
+    16: "binary",  # BIT
+}
+_DECIMAL_TYPES = {0, 246}
+_MAX_DECIMAL128_PRECISION = 38
+
+# Client-side error codes (CR_*) and server codes meaning the link is gone.
+_CONNECTION_LOST_CODES = {1053, 1927, 2006, 2013, 2055}
+_FIRST_CLIENT_ERROR_CODE = 2000
+_UNKNOWN_THREAD = 1094
+
+# A result, and the unbuffered cursor still holding rows past the limit.
+_Fetched: TypeAlias = tuple[QueryResult, aiomysql.SSCursor | None]
+
+
+def arrow_type(description: tuple[Any, ...], values: Iterable[Any]) -> str:
+    """The Arrow type name for a column from its description and values.
+
+    TEXT and BLOB share type codes, so string-like columns are told apart by
+    their values (bytes means binary).
+    """
+    type_code, length, scale = description[1], description[4], description[5]
+    if type_code in _DECIMAL_TYPES:
+        precision = (length or 0) - (1 if scale else 0)
+        if 0 < precision <= _MAX_DECIMAL128_PRECISION:
+            return f"decimal128({precision},{scale or 0})"
+        return "string"
+    if type_code in _ARROW_BY_FIELD_TYPE:
+        return _ARROW_BY_FIELD_TYPE[type_code]
+    first = next((value for value in values if value is not None), None)
+    return "binary" if isinstance(first, bytes) else "string"
+
+
+def connect_kwargs(spec: ConnectionSpec) -> dict[str, Any]:
+    return {
+        "host": spec.host or "127.0.0.1",
+        "port": spec.port or 3306,
+        "user": spec.username or "root",
+        "password": spec.password or "",
+        "db": spec.database or spec.default_schema,
+        "connect_timeout": spec.connect_timeout_seconds,
+        "autocommit": True,
+        "charset": "utf8mb4",
+    }
+
+
+def _error_code(exc: pymysql.err.Error) -> int:
+    code = exc.args[0] if exc.args else 0
+    return code if isinstance(code, int) else 0
+
+
+def _error_message(exc: pymysql.err.Error) -> str:
+    return str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+
+
+class MySQLEngine(Engine):
+    """MySQL and MariaDB."""
+
+    def __init__(self, spec: ConnectionSpec) -> None:
+        super().__init__(spec)
+        self._pool: aiomysql.Pool | None = None
+        self._open_lock = asyncio.Lock()
+
+    @classmethod
+    async def server_version(cls, spec: ConnectionSpec) -> str:
+        conn = await _connect(spec)
+        try:
+            async with conn.cursor() as cursor:
+                await cursor.execute("select version()")
+                row = await cursor.fetchone()
+        except pymysql.err.Error as exc:
+            raise failures.query_failed(spec, _error_message(exc)) from exc
+        finally:
+            await _close_quietly(conn)
+        return str(row[0]) if row else ""
+
+    async def _ensure_pool(self) -> aiomysql.Pool:
+        if self._pool is not None:
+            return self._pool
+        async with self._open_lock:
+            if self._pool is None:
+                self._pool = await aiomysql.create_pool(
+                    minsize=0,
+                    maxsize=pool_size(self.spec),
+                    pool_recycle=POOL_RECYCLE_SECONDS,
+                    **connect_kwargs(self.spec),
+                )
+                logger.info("opened pool for %s", self.spec)
+        return self._pool
+
+    async def run(self, sql: str, *, limit: int | None = None) -> QueryResult:
+        self.touch()
+        pool = await self._ensure_pool()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.spec.query_timeout_seconds
+        conn = await self._acquire(pool)
+        handed_off = False
+        try:
+            timeout = deadline - loop.time()
+            result, unread = await self._run_guarded(conn, sql, limit, timeout)
+            if unread is not None:
+                remaining = deadline - loop.time()
+                self.spawn(self._drain_and_release(pool, conn, unread, remaining))
+                handed_off = True
+            return result
+        finally:
+            if not handed_off:
+                await pool.release(conn)
+
+    async def _acquire(self, pool: aiomysql.Pool) -> aiomysql.Connection:
+        try:
+            async with asyncio.timeout(self.spec.query_timeout_seconds):
+                return await pool.acquire()
+        except TimeoutError as exc:
+            self.counters["queryTimeouts"] += 1
+            raise failures.timed_out(self.spec) from exc
+        except pymysql.err.Error as exc:
+            raise failures.connect_failed(self.spec, exc) from exc
+
+    async def _run_guarded(
+        self, conn: aiomysql.Connection, sql: str, limit: int | None, timeout: float
+    ) -> _Fetched:
+        """Run the statement as a task; past the timeout, kill it on the server."""
+        self.counters["queries"] += 1
+        task = asyncio.ensure_future(self._fetch(conn, sql, limit))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=max(timeout, 0.0))
+        except asyncio.CancelledError:
+            self._abandon(conn, task)
+            raise
+        if not done:
+            await self._cancel_on_server(conn, task)
+            self.counters["queryTimeouts"] += 1
+            raise failures.timed_out(self.spec)
+        try:
+            return task.result()
+        except pymysql.err.Error as exc:
+            raise self._query_error(conn, exc) from exc
+        except Exception:
+            conn.close()
+            raise
+
+    async def _fetch(
+        self, conn: aiomysql.Connection, sql: str, limit: int | None
+    ) -> _Fetched:
+        if limit is None:
+            async with conn.cursor() as cursor:
+                await cursor.execute(sql)
+                rows = list(await cursor.fetchall()) if cursor.description else []
+                return _result(cursor.description, rows, truncated=False), None
+        # Unbuffered, so that only limit + 1 rows are read before we answer.
+        cursor = await conn.cursor(aiomysql.SSCursor)
+        try:
+            await cursor.execute(sql)
+            fetched = (
+                list(await cursor.fetchmany(limit + 1)) if cursor.description else []
+            )
+        except pymysql.err.Error:
+            await _close_cursor_quietly(conn, cursor)
+            raise
+        rows, truncated = split_rows(fetched, limit)
+        result = _result(cursor.description, rows, truncated=truncated)
+        if truncated:
+            return result, cursor
+        await cursor.close()
+        return result, None
+
+    async def _drain_and_release(
+        self,
+        pool: aiomysql.Pool,
+        conn: aiomysql.Connection,
+        cursor: aiomysql.SSCursor,
+        remaining: float,
+    ) -> None:
+        """Read the rows past the limit off the wire so the link can be reused."""
+        try:
+            async with asyncio.timeout(max(remaining, 1.0)):
+                await cursor.close()
+        except (TimeoutError, pymysql.err.Error):
+            thread_id = conn.thread_id()
+            conn.close()
+            await kill_query(self.spec, thread_id)
+        finally:
+            await pool.release(conn)
+
+    async def _cancel_on_server(
+        self, conn: aiomysql.Connection, task: asyncio.Future[Any]
+    ) -> None:
+        logger.warning("killing a query past its timeout on %s", self.spec)
+        await kill_query(self.spec, conn.thread_id())
+        done, _ = await asyncio.wait({task}, timeout=KILL_GRACE_SECONDS)
+        if done:
+            # The statement's end (a row or "interrupted") was read: reusable.
+            with suppress(Exception):
+                task.result()
+            return
+        task.cancel()
+        conn.close()
+        logger.warning("discarded a connection that did not stop on %s", self.spec)
+
+    def _abandon(self, conn: aiomysql.Connection, task: asyncio.Future[Any]) -> None:
+        """The caller went away mid-statement: drop the link, kill the statement."""
+        thread_id = conn.thread_id()
+        task.cancel()
+        conn.close()
+        self.spawn(kill_query(self.spec, thread_id))
+
+    def _query_error(
+        self, conn: aiomysql.Connection, exc: pymysql.err.Error
+    ) -> Exception:
+        code = _error_code(exc)
+        if code in _CONNECTION_LOST_CODES or code >= _FIRST_CLIENT_ERROR_CODE:
+            conn.close()
+            return failures.connect_failed(self.spec, exc)
+        self.counters["queryFailures"] += 1
+        return failures.query_failed(self.spec, _error_message(exc))
+
+    async def aclose(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+            try:
+                async with asyncio.timeout(CLOSE_GRACE_SECONDS):
+                    await pool.wait_closed()
+            except TimeoutError:
+                pool.terminate()
+            logger.info("closed pool for %s", self.spec)
+        await self.wait_background()
+
+    def pool_stats(self) -> dict[str, int]:
+        pool = self._pool
+        size = pool.size if pool is not None else 0
+        idle = pool.freesize if pool is not None else 0
+        return {
+            "maxSize": pool_size(self.spec),
+            "size": size,
+            "inUse": max(size - idle, 0),
+            "idle": idle,
+        }
+
+
+async def _connect(spec: ConnectionSpec) -> aiomysql.Connection:
+    """A fresh connection outside the pool, with errors already translated."""
+    try:
+        return await aiomysql.connect(**connect_kwargs(spec))
+    except (pymysql.err.Error, OSError) as exc:
+        raise failures.connect_failed(spec, exc) from exc
+
+
+async def kill_query(spec: ConnectionSpec, thread_id: int) -> None:
+    """Stop the statement running on ``thread_id``, from a second connection."""
+    try:
+        killer = await _connect(spec)
+    except DatabaseUnavailableError:
+        logger.warning("could not open a connection to kill a query on %s", spec)
+        return
+    try:
+        async with killer.cursor() as cursor:
+            await cursor.execute(f"KILL QUERY {int(thread_id)}")
+    except pymysql.err.Error as exc:
+        if _error_code(exc) != _UNKNOWN_THREAD:
+            logger.warning("KILL QUERY failed on %s: error %s", spec, _error_code(exc))
+    finally:
+        await _close_quietly(killer)
+
+
+async def _close_cursor_quietly(
+    conn: aiomysql.Connection, cursor: aiomysql.SSCursor
+) -> None:
+    try:
+        await cursor.close()
+    except (pymysql.err.Error, OSError, RuntimeError):
+        conn.close()
+
+
+async def _close_quietly(conn: aiomysql.Connection) -> None:
+    try:
+        await conn.ensure_closed()
+    except (pymysql.err.Error, OSError, RuntimeError):
+        conn.close()
+
+
+def _result(
+    description: tuple[tuple[Any, ...], ...] | None,
+    rows: list[tuple[Any, ...]],
+    *,
+    truncated: bool,
+) -> QueryResult:
+    columns = [
+        Column(str(d[0]), arrow_type(d, (row[index] for row in rows)))
+        for index, d in enumerate(description or ())
+    ]
+    return QueryResult(columns=columns, rows=rows, truncated=truncated)

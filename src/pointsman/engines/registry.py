@@ -1,0 +1,183 @@
+"""The registry: one engine (one bounded pool) per resolved connection id."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pointsman.engines import failures
+from pointsman.engines.base import Engine, settings_of
+from pointsman.engines.spec import ConnectionSpec, QueryResult
+from pointsman.errors import EngineError, MissingDriverError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Driver:
+    module: str
+    engine: str
+    extra: str
+    imports: tuple[str, ...]
+
+
+_DRIVERS = {
+    "postgres": _Driver(
+        "postgres", "PostgresEngine", "postgres", ("psycopg", "psycopg_pool")
+    ),
+    "redshift": _Driver(
+        "postgres", "PostgresEngine", "redshift", ("psycopg", "psycopg_pool")
+    ),
+    "mysql": _Driver("mysql", "MySQLEngine", "mysql", ("aiomysql", "pymysql")),
+    "mariadb": _Driver("mysql", "MySQLEngine", "mysql", ("aiomysql", "pymysql")),
+    "sqlite": _Driver("embedded", "SQLiteEngine", "sqlite", ("sqlite3",)),
+    "duckdb": _Driver("embedded", "DuckDBEngine", "duckdb", ("duckdb",)),
+}
+_ALIASES = {"postgresql": "postgres", "sqlserver": "mssql"}
+
+# TODO: these dialects are planned for a later issue; until their engines
+# exist, a connection using one is refused with the extra it will need.
+_LATER_DIALECTS = {
+    "snowflake": "snowflake",
+    "bigquery": "bigquery",
+    "databricks": "databricks",
+    "clickhouse": "clickhouse",
+    "mssql": "mssql",
+    "trino": "trino",
+    "athena": "athena",
+    "oracle": "oracle",
+}
+
+
+def dialect_of(spec: ConnectionSpec) -> str:
+    name = spec.dialect.strip().lower()
+    return _ALIASES.get(name, name)
+
+
+def _missing(dialect: str, extra: str) -> MissingDriverError:
+    return MissingDriverError(
+        f"Dialect {dialect} needs the optional extra: pip install 'pointsman[{extra}]'"
+    )
+
+
+def engine_class(dialect: str) -> type[Engine]:
+    """The engine class for a dialect, or :class:`MissingDriverError`."""
+    driver = _DRIVERS.get(dialect)
+    if driver is None:
+        if dialect in _LATER_DIALECTS:
+            raise _missing(dialect, _LATER_DIALECTS[dialect])
+        raise MissingDriverError(f"Dialect {dialect} is not supported")
+    if any(importlib.util.find_spec(name) is None for name in driver.imports):
+        raise _missing(dialect, driver.extra)
+    module = importlib.import_module(f"pointsman.engines.{driver.module}")
+    engine: type[Engine] = getattr(module, driver.engine)
+    return engine
+
+
+class EngineRegistry:
+    """Every open pool of this server process, keyed by resolved connection id.
+
+    Pools open lazily on first use. A pool opened with other settings or an
+    older ``credentials_version`` than the spec at hand is replaced: the new
+    one serves at once while the old one drains and closes in the background.
+    """
+
+    def __init__(self) -> None:
+        self._engines: dict[str, Engine] = {}
+        self._classes: dict[str, type[Engine]] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    async def run(
+        self, spec: ConnectionSpec, sql: str, *, limit: int | None = None
+    ) -> QueryResult:
+        """Run ``sql`` on a pooled connection for ``spec``.
+
+        Fetches at most ``limit`` rows (``truncated`` says if more existed).
+        Raises QueryTimeoutError, QueryFailedError, DatabaseUnavailableError
+        or MissingDriverError, all with client-safe messages.
+        """
+        engine = self._engine_for(spec)
+        return await engine.run(sql, limit=limit)
+
+    async def test(self, spec: ConnectionSpec) -> dict[str, Any]:
+        """Connect afresh (not through the pool) and report the server version."""
+        started = time.perf_counter()
+        try:
+            engine = self._class_for(dialect_of(spec))
+            async with asyncio.timeout(spec.connect_timeout_seconds * 2):
+                version = await engine.server_version(spec)
+        except EngineError as exc:
+            return _failed_test(started, exc.detail)
+        except TimeoutError:
+            reason = "no answer before the connect timeout"
+            return _failed_test(started, failures.unavailable(spec, reason).detail)
+        return {"ok": True, "latencyMs": _elapsed_ms(started), "serverVersion": version}
+
+    async def close(self, connection_id: str) -> None:
+        """Drain and close the pool of one connection, if it has one."""
+        engine = self._engines.pop(connection_id, None)
+        if engine is not None:
+            await engine.aclose()
+
+    async def close_all(self) -> None:
+        engines, self._engines = list(self._engines.values()), {}
+        await asyncio.gather(*(engine.aclose() for engine in engines))
+        while self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
+
+    async def close_idle(self, idle_seconds: float) -> list[str]:
+        """Close the pools unused for ``idle_seconds``; return their ids."""
+        cutoff = time.monotonic() - idle_seconds
+        stale = [cid for cid, e in self._engines.items() if e.last_used_at < cutoff]
+        for connection_id in stale:
+            await self.close(connection_id)
+        return stale
+
+    def pool_stats(self, connection_id: str) -> dict[str, Any] | None:
+        engine = self._engines.get(connection_id)
+        if engine is None:
+            return None
+        return {
+            "dialect": engine.spec.dialect,
+            "credentialsVersion": engine.spec.credentials_version,
+            **engine.pool_stats(),
+            **engine.counters,
+        }
+
+    def _engine_for(self, spec: ConnectionSpec) -> Engine:
+        """The engine for ``spec``; synchronous, so two callers never race."""
+        current = self._engines.get(spec.id)
+        if current is not None and (
+            current.spec is spec or current.settings == settings_of(spec)
+        ):
+            return current
+        engine = self._class_for(dialect_of(spec))(spec)
+        self._engines[spec.id] = engine
+        if current is not None:
+            logger.info("settings of %s changed: replacing its pool", spec)
+            self._retire(current)
+        return engine
+
+    def _class_for(self, dialect: str) -> type[Engine]:
+        engine = self._classes.get(dialect)
+        if engine is None:
+            engine = self._classes[dialect] = engine_class(dialect)
+        return engine
+
+    def _retire(self, engine: Engine) -> None:
+        task = asyncio.get_running_loop().create_task(engine.aclose())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000.0, 3)
+
+
+def _failed_test(started: float, error: str) -> dict[str, Any]:
+    return {"ok": False, "latencyMs": _elapsed_ms(started), "error": error}

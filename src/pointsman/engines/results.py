@@ -1,0 +1,170 @@
+"""Shapes of a :class:`QueryResult` for the wire: Arrow, JSON rows and CSV.
+
+Choices made once for every format: decimals travel as strings (exact),
+bytes as base64, dates and times as ISO 8601, durations as seconds, and
+non-finite floats as null in JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import math
+import re
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from pointsman.engines.spec import QueryResult
+
+_DECIMAL = re.compile(r"decimal(128|256)\((\d+),\s*(-?\d+)\)")
+_TIMESTAMP = re.compile(r"timestamp\[(s|ms|us|ns)(?:,\s*tz=([^\]]+))?\]")
+_ARROW_FAILURES = (
+    pa.ArrowInvalid,
+    pa.ArrowTypeError,
+    pa.ArrowNotImplementedError,
+    OverflowError,
+    TypeError,
+    ValueError,
+)
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+@lru_cache(maxsize=256)
+def arrow_type(name: str) -> pa.DataType:
+    """The pyarrow type for a column type name; ``string`` if unknown."""
+    if match := _DECIMAL.fullmatch(name):
+        factory = pa.decimal128 if match[1] == "128" else pa.decimal256
+        return factory(int(match[2]), int(match[3]))
+    if match := _TIMESTAMP.fullmatch(name):
+        return pa.timestamp(match[1], tz=match[2])
+    try:
+        return pa.type_for_alias(name)
+    except (KeyError, ValueError):
+        return pa.string()
+
+
+def field_list(result: QueryResult) -> list[dict[str, str]]:
+    return [{"name": column.name, "type": column.type} for column in result.columns]
+
+
+def to_arrow_table(result: QueryResult) -> pa.Table:
+    """The result as a table of the declared types (string where they fail)."""
+    columns = _transpose(result)
+    arrays = [
+        _array(values, arrow_type(column.type))
+        for column, values in zip(result.columns, columns, strict=True)
+    ]
+    names = [column.name for column in result.columns]
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def to_arrow_base64(result: QueryResult) -> str:
+    """The result in Arrow IPC *stream* format, base64-encoded."""
+    table = to_arrow_table(result)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return base64.b64encode(sink.getvalue()).decode("ascii")
+
+
+def to_json_rows(result: QueryResult) -> list[dict[str, Any]]:
+    """One dict per row, every value JSON-serialisable."""
+    names = [column.name for column in result.columns]
+    return [
+        {name: _jsonable(value) for name, value in zip(names, row, strict=True)}
+        for row in result.rows
+    ]
+
+
+def to_csv(result: QueryResult) -> str:
+    """A header row and one line per row (NULL is an empty field)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(column.name for column in result.columns)
+    writer.writerows([_csv_field(value) for value in row] for row in result.rows)
+    return out.getvalue()
+
+
+def _transpose(result: QueryResult) -> list[Sequence[Any]]:
+    if not result.rows:
+        return [() for _ in result.columns]
+    return list(zip(*result.rows, strict=True))
+
+
+def _array(values: Sequence[Any], type_: pa.DataType) -> pa.Array:
+    try:
+        return pa.array(values, type=type_)
+    except _ARROW_FAILURES:
+        return pa.array([_text(value) for value in values], type=pa.string())
+
+
+def _text(value: Any) -> str | None:
+    """A value as text, for a column that Arrow could not take as declared."""
+    if value is None or isinstance(value, str):
+        return value
+    converted = _jsonable(value)
+    if isinstance(converted, list | dict):
+        return orjson.dumps(converted).decode()
+    if isinstance(converted, bool):
+        return "true" if converted else "false"
+    return str(converted) if converted is not None else None
+
+
+def _jsonable(value: Any) -> Any:
+    if type(value) in _PLAIN:
+        return value
+    for kind, convert in _JSON_CONVERTERS:
+        if isinstance(value, kind):
+            return convert(value)
+    return str(value)
+
+
+def _float(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _base64(value: bytes | bytearray | memoryview) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+def _iso(value: date | time) -> str:
+    return value.isoformat()
+
+
+def _seconds(value: timedelta) -> float:
+    return value.total_seconds()
+
+
+def _list(value: list[Any] | tuple[Any, ...]) -> list[Any]:
+    return [_jsonable(item) for item in value]
+
+
+def _dict(value: dict[Any, Any]) -> dict[str, Any]:
+    return {str(key): _jsonable(item) for key, item in value.items()}
+
+
+_JSON_CONVERTERS: tuple[tuple[type | tuple[type, ...], Callable[[Any], Any]], ...] = (
+    (bool, bool),
+    (int, int),
+    (float, _float),
+    (Decimal, str),
+    ((bytes, bytearray, memoryview), _base64),
+    ((datetime, date, time), _iso),
+    (timedelta, _seconds),
+    ((list, tuple), _list),
+    (dict, _dict),
+)
+
+
+def _csv_field(value: Any) -> Any:
+    if value is None:
+        return ""
+    text = _text(value)
+    return "" if text is None else text

@@ -1,0 +1,121 @@
+"""The immutable configuration snapshot that the resolver reads.
+
+A snapshot is built from the store in one read and replaced whole when the
+configuration version moves; nothing in it is ever mutated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+SYSTEM_ATTRIBUTES = (
+    "omni_user_id",
+    "omni_user_email",
+    "omni_user_name",
+    "omni_user_groups",
+    "omni_is_org_admin",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    id: str
+    name: str
+    dialect: str
+    archived: bool
+    base_role: str
+    environment_attribute: str | None = None
+    default_values: frozenset[str] = frozenset()
+    allow_branch_environments: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentLink:
+    id: str
+    base_connection_id: str
+    environment_connection_id: str
+    values: tuple[str, ...]
+    order: int  # position by creation time, then link id
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeDefinition:
+    id: str
+    name: str
+    type: str
+    multiple_values: bool
+    default_value: tuple[str, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    id: str
+    email: str
+    display_name: str
+    active: bool
+    is_org_admin: bool
+    membership_id: str
+    values: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    id: str
+    name: str
+    kind: str  # "organization" | "personal"
+    enabled: bool
+    user_id: str | None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    version: int
+    connections: Mapping[str, ConnectionInfo] = field(default_factory=dict)
+    links: Mapping[str, EnvironmentLink] = field(default_factory=dict)
+    links_by_base: Mapping[str, tuple[EnvironmentLink, ...]] = field(
+        default_factory=dict
+    )
+    claims: Mapping[tuple[str, str], EnvironmentLink] = field(default_factory=dict)
+    links_by_environment: Mapping[str, tuple[EnvironmentLink, ...]] = field(
+        default_factory=dict
+    )
+    attributes: Mapping[str, AttributeDefinition] = field(default_factory=dict)
+    users: Mapping[str, UserInfo] = field(default_factory=dict)
+    tokens_by_hash: Mapping[str, TokenInfo] = field(default_factory=dict)
+
+    def live_connection(self, connection_id: str) -> ConnectionInfo | None:
+        info = self.connections.get(connection_id)
+        return info if info is not None and not info.archived else None
+
+
+def build_snapshot(
+    version: int,
+    connections: list[ConnectionInfo],
+    links: list[EnvironmentLink],
+    attributes: list[AttributeDefinition],
+    users: list[UserInfo],
+    tokens: list[tuple[str, TokenInfo]],
+) -> Snapshot:
+    """Index the rows for O(1) look-ups. ``links`` must be in creation order."""
+    by_base: dict[str, list[EnvironmentLink]] = {}
+    by_environment: dict[str, list[EnvironmentLink]] = {}
+    claims: dict[tuple[str, str], EnvironmentLink] = {}
+    for link in links:
+        by_base.setdefault(link.base_connection_id, []).append(link)
+        by_environment.setdefault(link.environment_connection_id, []).append(link)
+        for value in link.values:
+            claims[(link.base_connection_id, value)] = link
+    return Snapshot(
+        version=version,
+        connections={info.id: info for info in connections},
+        links={link.id: link for link in links},
+        links_by_base={base: tuple(items) for base, items in by_base.items()},
+        claims=claims,
+        links_by_environment={
+            target: tuple(items) for target, items in by_environment.items()
+        },
+        attributes={definition.name: definition for definition in attributes},
+        users={user.id: user for user in users},
+        tokens_by_hash=dict(tokens),
+    )

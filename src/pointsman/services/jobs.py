@@ -1,0 +1,113 @@
+"""Query jobs: a query runs as a task so that a response can stop waiting
+for it (``timed_out: "true"``) while it goes on, and ``query/wait`` can
+collect it later."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pointsman.engines.spec import QueryResult
+from pointsman.errors import PointsmanError
+from pointsman.routing.resolver import Route
+
+log = logging.getLogger(__name__)
+
+KEEP_FINISHED_SECONDS = 600.0
+
+
+@dataclass
+class Job:
+    id: str
+    owner_id: str
+    route: Route
+    sql: str
+    result_type: str | None
+    task: asyncio.Task[QueryResult]
+    client_result_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    finished_at: float | None = None
+
+    def error(self) -> PointsmanError | None:
+        if not self.task.done() or self.task.cancelled():
+            return None
+        exc = self.task.exception()
+        if exc is None:
+            return None
+        if isinstance(exc, PointsmanError):
+            return exc
+        return PointsmanError()
+
+
+class Jobs:
+    """The jobs of this process. A job is known only to the process that
+    runs it; ``query/wait`` on another replica answers 404."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+
+    def submit(
+        self,
+        *,
+        job_id: str,
+        owner_id: str,
+        route: Route,
+        sql: str,
+        result_type: str | None,
+        work: Callable[[], Awaitable[QueryResult]],
+    ) -> Job:
+        self._forget_old()
+        task = asyncio.get_running_loop().create_task(self._run(job_id, work))
+        job = Job(job_id, owner_id, route, sql, result_type, task)
+        self._jobs[job_id] = job
+        return job
+
+    async def _run(
+        self, job_id: str, work: Callable[[], Awaitable[QueryResult]]
+    ) -> QueryResult:
+        try:
+            return await work()
+        finally:
+            job = self._jobs.get(job_id)
+            if job is not None:
+                job.finished_at = time.monotonic()
+
+    def get(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    def discard(self, job_id: str) -> None:
+        self._jobs.pop(job_id, None)
+
+    def _forget_old(self) -> None:
+        cutoff = time.monotonic() - KEEP_FINISHED_SECONDS
+        stale = [
+            job_id
+            for job_id, job in self._jobs.items()
+            if job.finished_at is not None and job.finished_at < cutoff
+        ]
+        for job_id in stale:
+            del self._jobs[job_id]
+
+    async def cancel_all(self) -> None:
+        running = [job.task for job in self._jobs.values() if not job.task.done()]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
+
+async def wait_for(jobs: list[Job], seconds: float) -> None:
+    """Wait until every job is done or ``seconds`` pass."""
+    pending = [job.task for job in jobs if not job.task.done()]
+    if pending and seconds > 0:
+        await asyncio.wait(pending, timeout=seconds)
+
+
+def consume_result(job: Job) -> Any:
+    """Mark a finished task's exception as retrieved (avoids asyncio noise)."""
+    if job.task.done() and not job.task.cancelled():
+        return job.task.exception()
+    return None

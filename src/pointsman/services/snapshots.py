@@ -1,0 +1,140 @@
+"""Loading the configuration snapshot from the store, and keeping it fresh."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from pointsman.routing.snapshot import (
+    AttributeDefinition,
+    ConnectionInfo,
+    EnvironmentLink,
+    Snapshot,
+    TokenInfo,
+    UserInfo,
+    build_snapshot,
+)
+from pointsman.store import models
+from pointsman.store.db import Store
+
+log = logging.getLogger(__name__)
+
+
+def load_snapshot(session: Session, version: int) -> Snapshot:
+    connections = [
+        ConnectionInfo(
+            id=row.id,
+            name=row.name,
+            dialect=row.dialect,
+            archived=row.deleted_at is not None,
+            base_role=row.base_role,
+            environment_attribute=row.environment_attribute,
+            default_values=frozenset(row.default_values or ()),
+            allow_branch_environments=row.allow_branch_environments,
+        )
+        for row in session.scalars(select(models.Connection))
+    ]
+    link_rows = session.scalars(
+        select(models.ConnectionEnvironment).order_by(
+            models.ConnectionEnvironment.created_at, models.ConnectionEnvironment.id
+        )
+    )
+    links = [
+        EnvironmentLink(
+            id=row.id,
+            base_connection_id=row.base_connection_id,
+            environment_connection_id=row.environment_connection_id,
+            values=tuple(row.values or ()),
+            order=position,
+        )
+        for position, row in enumerate(link_rows)
+    ]
+    attribute_rows = list(session.scalars(select(models.UserAttribute)))
+    attributes = [
+        AttributeDefinition(
+            id=row.id,
+            name=row.name,
+            type=row.type,
+            multiple_values=row.multiple_values,
+            default_value=tuple(row.default_value) if row.default_value else None,
+        )
+        for row in attribute_rows
+    ]
+    return build_snapshot(
+        version,
+        connections,
+        links,
+        attributes,
+        _users(session, {row.id: row.name for row in attribute_rows}),
+        _tokens(session),
+    )
+
+
+def _users(session: Session, attribute_names: dict[str, str]) -> list[UserInfo]:
+    values: dict[str, dict[str, tuple[str, ...]]] = {}
+    for row in session.scalars(select(models.UserAttributeValue)):
+        name = attribute_names.get(row.attribute_id)
+        if name is not None and row.values:
+            values.setdefault(row.user_id, {})[name] = tuple(row.values)
+    return [
+        UserInfo(
+            id=row.id,
+            email=row.email,
+            display_name=row.display_name,
+            active=row.active,
+            is_org_admin=row.is_org_admin,
+            membership_id=row.membership_id,
+            values=values.get(row.id, {}),
+        )
+        for row in session.scalars(select(models.User))
+    ]
+
+
+def _tokens(session: Session) -> list[tuple[str, TokenInfo]]:
+    return [
+        (
+            row.token_hash,
+            TokenInfo(
+                id=row.id,
+                name=row.name,
+                kind=row.kind,
+                enabled=row.enabled,
+                user_id=row.user_id,
+            ),
+        )
+        for row in session.scalars(select(models.ApiToken))
+    ]
+
+
+class SnapshotCache:
+    """Holds the snapshot of the newest configuration version this process
+    has seen; every call checks the store's version first, so a change made
+    by any process is seen on the very next request."""
+
+    def __init__(self, store: Store):
+        self._store = store
+        self._snapshot: Snapshot | None = None
+        self._lock = threading.Lock()
+
+    def current(self) -> Snapshot:
+        version = self._store.version()
+        snapshot = self._snapshot
+        if snapshot is not None and snapshot.version == version:
+            return snapshot
+        with self._lock:
+            if self._snapshot is not None and self._snapshot.version == version:
+                return self._snapshot
+            with self._store.read() as session:
+                fresh = load_snapshot(session, self._store_version(session))
+            self._snapshot = fresh
+            log.debug("configuration snapshot reloaded at version %d", fresh.version)
+            return fresh
+
+    def _store_version(self, session: Session) -> int:
+        value = session.scalar(
+            select(models.ConfigState.version).where(models.ConfigState.id == 1)
+        )
+        return int(value or 0)

@@ -1,0 +1,70 @@
+"""User-attribute values: the one normalisation every writer applies.
+
+Values compare exactly (case-sensitive) after trimming; Number values are
+kept in canonical form so that ``1``, ``1.0`` and ``01`` are one value.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from pointsman.errors import ValidationFailed
+
+MAX_VALUE_LENGTH = 512
+
+
+def canonical_number(text: str) -> str | None:
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        return None
+    if not number.is_finite():
+        return None
+    if number == 0:
+        return "0"
+    if number == number.to_integral_value():
+        return str(number.quantize(Decimal(1)))
+    return format(number.normalize(), "f")
+
+
+def split_list(raw: Any, field: str) -> list[str]:
+    """A CSV string or a JSON array, trimmed, empties dropped, duplicates
+    collapsed in first-seen order."""
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        items: list[Any] = raw.split(",")
+    elif isinstance(raw, list):
+        items = raw
+    elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        items = [raw]
+    else:
+        raise ValidationFailed(field, "Expected a string or an array")
+    seen: dict[str, None] = {}
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+            raise ValidationFailed(field, "Expected a string or an array of strings")
+        text = str(item).strip()
+        if text:
+            seen.setdefault(text, None)
+    return list(seen)
+
+
+def normalise(values: list[str], attribute_type: str | None, field: str) -> list[str]:
+    """Trimmed values in the attribute's canonical form, duplicates collapsed."""
+    result: dict[str, None] = {}
+    for value in values:
+        text = value.strip()
+        if len(text) > MAX_VALUE_LENGTH:
+            raise ValidationFailed(
+                field, f"Values must be at most {MAX_VALUE_LENGTH} characters"
+            )
+        if attribute_type == "Number":
+            number = canonical_number(text)
+            if number is None:
+                raise ValidationFailed(field, f'"{text}" is not a number')
+            text = number
+        if text:
+            result.setdefault(text, None)
+    return list(result)
