@@ -129,7 +129,10 @@ async def test_create_keeps_label_description_and_a_trimmed_default(
     response = await api.post(ATTRIBUTES, json=body)
 
     record = response.json()
-    assert (record["label"], record["description"]) == ("Region", "Where the user works")
+    assert (record["label"], record["description"]) == (
+        "Region",
+        "Where the user works",
+    )
     assert record["default_value"] == "west"
 
 
@@ -213,7 +216,9 @@ async def test_an_array_default_on_a_single_valued_attribute_is_400(
     response = await api.post(ATTRIBUTES, json=body)
 
     assert_error(
-        response, 400, "Bad Request: default_value: Expected a single value, not an array"
+        response,
+        400,
+        "Bad Request: default_value: Expected a single value, not an array",
     )
 
 
@@ -371,9 +376,7 @@ async def test_patch_cannot_rename(api: httpx.AsyncClient) -> None:
 async def test_patch_cannot_change_the_type(api: httpx.AsyncClient) -> None:
     created = await create_attribute(api, "region")
 
-    response = await api.patch(
-        f"{ATTRIBUTES}/{created['id']}", json={"type": "Number"}
-    )
+    response = await api.patch(f"{ATTRIBUTES}/{created['id']}", json={"type": "Number"})
 
     assert_error(response, 400, "Bad Request: type: Cannot be changed")
 
