@@ -70,7 +70,9 @@ def _unreachable(service: str, where: ServerParams, exc: Exception) -> NoReturn:
 # -- PostgreSQL -----------------------------------------------------------------
 
 
-def _postgres_connect(params: ServerParams, dbname: str | None = None) -> psycopg.Connection:
+def _postgres_connect(
+    params: ServerParams, dbname: str | None = None
+) -> psycopg.Connection:
     return psycopg.connect(
         host=params.host,
         port=params.port,
@@ -129,7 +131,9 @@ def make_postgres_database(
 # -- MySQL / MariaDB ------------------------------------------------------------
 
 
-def _mysql_connect(params: ServerParams, database: str | None = None) -> pymysql.Connection:
+def _mysql_connect(
+    params: ServerParams, database: str | None = None
+) -> pymysql.Connection:
     return pymysql.connect(
         host=params.host,
         port=params.port,
@@ -170,7 +174,9 @@ def mysql_admin_params(mysql_admin_url: str) -> ServerParams:
 
 
 @pytest.fixture
-def make_mysql_database(mysql_admin_params: ServerParams) -> Iterator[Callable[[], str]]:
+def make_mysql_database(
+    mysql_admin_params: ServerParams,
+) -> Iterator[Callable[[], str]]:
     """Create uniquely named databases; all are dropped at teardown."""
     created: list[str] = []
 

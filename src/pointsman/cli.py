@@ -34,7 +34,8 @@ def open_services(database_url: str | None) -> Services:
 def main(log_level: str) -> None:
     """pointsman: one front end, many databases, every query on the right one."""
     logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 
 

@@ -43,7 +43,9 @@ USERS = [
 
 def make_database(path: Path, rows: list[tuple[int, str, float]]) -> None:
     with sqlite3.connect(path) as db:
-        db.execute("create table orders (id integer primary key, customer text, amount real)")
+        db.execute(
+            "create table orders (id integer primary key, customer text, amount real)"
+        )
         db.executemany("insert into orders values (?, ?, ?)", rows)
 
 
@@ -90,17 +92,33 @@ def walkthrough(client: httpx.Client, dev: Path, prod: Path) -> str:
             "queryTimeoutSeconds": 900,
         }
 
-    base = step(client, "POST", "/api/v1/connections",
-                connection("SQLite (Development)", dev))["data"]
-    prod_id = step(client, "POST", "/api/v1/connections",
-                   connection("SQLite (Production)", prod))["data"]
-    step(client, "POST", "/api/v1/connection-environments",
-         {"baseConnectionId": base, "environmentConnectionIds": prod_id})
-    step(client, "PATCH", f"/api/v1/connections/{base}",
-         {"userAttributeNameForConnectionEnvironments": "environment",
-          "userAttributeValuesForDefaultEnvironment": "dev"})
-    step(client, "PUT", f"/api/v1/connection-environments/{prod_id}",
-         {"userAttributeValues": "prod"})
+    base = step(
+        client, "POST", "/api/v1/connections", connection("SQLite (Development)", dev)
+    )["data"]
+    prod_id = step(
+        client, "POST", "/api/v1/connections", connection("SQLite (Production)", prod)
+    )["data"]
+    step(
+        client,
+        "POST",
+        "/api/v1/connection-environments",
+        {"baseConnectionId": base, "environmentConnectionIds": prod_id},
+    )
+    step(
+        client,
+        "PATCH",
+        f"/api/v1/connections/{base}",
+        {
+            "userAttributeNameForConnectionEnvironments": "environment",
+            "userAttributeValuesForDefaultEnvironment": "dev",
+        },
+    )
+    step(
+        client,
+        "PUT",
+        f"/api/v1/connection-environments/{prod_id}",
+        {"userAttributeValues": "prod"},
+    )
     return str(base)
 
 
@@ -127,8 +145,11 @@ def create_users(client: httpx.Client) -> list[tuple[str, str | None, str]]:
 
 
 def run_as(client: httpx.Client, base: str, user_id: str) -> dict[str, Any]:
-    body = {"query": {"connectionId": base, "sql": SQL}, "userId": user_id,
-            "resultType": "json"}
+    body = {
+        "query": {"connectionId": base, "sql": SQL},
+        "userId": user_id,
+        "resultType": "json",
+    }
     response = client.post("/api/v1/query/run", json=body)
     lines = [orjson.loads(line) for line in response.text.splitlines() if line]
     if response.status_code != 200:
@@ -139,7 +160,12 @@ def run_as(client: httpx.Client, base: str, user_id: str) -> dict[str, Any]:
 def print_table(rows: list[list[str]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for index, row in enumerate(rows):
-        print("  " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths)))
+        print(
+            "  "
+            + " | ".join(
+                cell.ljust(width) for cell, width in zip(row, widths, strict=True)
+            )
+        )
         if index == 0:
             print("  " + "-+-".join("-" * width for width in widths))
 
@@ -163,23 +189,42 @@ def run_demo(keep: bool = False) -> int:
             headers = {"Authorization": f"Bearer {token}"}
             with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
                 print("Define the user attribute the base routes on:")
-                step(client, "POST", "/api/v1/user-attributes",
-                     {"name": "environment", "label": "Environment"})
+                step(
+                    client,
+                    "POST",
+                    "/api/v1/user-attributes",
+                    {"name": "environment", "label": "Environment"},
+                )
                 print("\nThe walkthrough:")
                 base = walkthrough(client, dev, prod)
                 print("\nUsers:")
                 users = create_users(client)
                 print(f"\nThe same SQL as each user: {SQL}\n")
-                table = [["user", "environment", "served by", "source", "reason",
-                          "first rows"]]
+                table = [
+                    [
+                        "user",
+                        "environment",
+                        "served by",
+                        "source",
+                        "reason",
+                        "first rows",
+                    ]
+                ]
                 names = connection_names(client)
                 for email, value, user_id in users:
                     job = run_as(client, base, user_id)
                     route = job["route"]
                     first = ", ".join(row["customer"] for row in job["result"][:2])
-                    table.append([email, value or "(unset)",
-                                  names[route["connectionId"]], route["source"],
-                                  route["reason"], first])
+                    table.append(
+                        [
+                            email,
+                            value or "(unset)",
+                            names[route["connectionId"]],
+                            route["source"],
+                            route["reason"],
+                            first,
+                        ]
+                    )
                 print_table(table)
         services.close()
         print("\nDone: prod users read prod rows; everyone else reads the base (dev).")

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 
-def connection_body(name: str = "Postgres (Development)", **changes: Any) -> dict[str, Any]:
+def connection_body(
+    name: str = "Postgres (Development)", **changes: Any
+) -> dict[str, Any]:
     """The walkthrough's create-connection body."""
     body: dict[str, Any] = {
         "dialect": "postgres",

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from cryptography.fernet import Fernet
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from pointsman.api.app import create_app
 from pointsman.config import Settings
 from pointsman.services.container import Services
 from pointsman.services.setup import initialize
+from pointsman.store.db import Store
+from pointsman.store.migrate import upgrade
+from pointsman.store.models import Base
 
 
 @pytest.fixture
@@ -20,8 +28,40 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture(scope="session")
+def postgres_store() -> Iterator[str]:
+    """One migrated PostgreSQL metadata store for the session."""
+    admin_url = os.environ.get(
+        "POINTSMAN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
+    name = f"psm_store_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'create database "{name}"')
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    store = Store(url)
+    upgrade(store)
+    store.dispose()
+    yield url
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+def _emptied(url: str) -> str:
+    store = Store(url)
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with store.engine.begin() as conn:
+        conn.execute(text(f"truncate {', '.join(tables)} restart identity cascade"))
+        conn.execute(text("insert into config_state (id, version) values (1, 0)"))
+    store.dispose()
+    return url
+
+
 @pytest.fixture
-def store_url(tmp_path: Path) -> str:
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh metadata store: SQLite by default, PostgreSQL when
+    POINTSMAN_TEST_STORE=postgres (CI runs the suite both ways)."""
+    if os.environ.get("POINTSMAN_TEST_STORE", "sqlite") == "postgres":
+        return _emptied(request.getfixturevalue("postgres_store"))
     return f"sqlite:///{tmp_path / 'store.db'}"
 
 
@@ -48,11 +88,14 @@ async def api(services: Services, org_token: str) -> AsyncIterator[httpx.AsyncCl
     """A client authenticated with the organization key."""
     app = create_app(services)
     transport = httpx.ASGITransport(app=app)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=transport,
-        base_url="http://pointsman.test",
-        headers={"Authorization": f"Bearer {org_token}"},
-    ) as client:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=transport,
+            base_url="http://pointsman.test",
+            headers={"Authorization": f"Bearer {org_token}"},
+        ) as client,
+    ):
         yield client
 
 
@@ -94,4 +137,3 @@ def make_member(services: Services, api: httpx.AsyncClient):  # type: ignore[no-
         return user_id, client
 
     return make
-

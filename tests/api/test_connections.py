@@ -54,7 +54,10 @@ async def test_get_returns_the_connection_without_its_password(
     assert "passwordUnencrypted" not in connection
 
 
-@pytest.mark.parametrize("field", ["dialect", "name", "host", "port", "database", "username", "passwordUnencrypted"])
+@pytest.mark.parametrize(
+    "field",
+    ["dialect", "name", "host", "port", "database", "username", "passwordUnencrypted"],
+)
 async def test_create_without_a_required_field_names_it(
     api: httpx.AsyncClient, field: str
 ) -> None:
@@ -66,7 +69,9 @@ async def test_create_without_a_required_field_names_it(
     assert_error(response, 400, f"Bad Request: {field}: Required")
 
 
-async def test_create_with_an_unknown_dialect_is_refused(api: httpx.AsyncClient) -> None:
+async def test_create_with_an_unknown_dialect_is_refused(
+    api: httpx.AsyncClient,
+) -> None:
     response = await api.post(
         "/api/v1/connections", json=connection_body(dialect="oracle9i")
     )
@@ -129,7 +134,9 @@ async def test_create_without_a_token_is_401(anon: httpx.AsyncClient) -> None:
     assert_error(response, 401, "Unauthorized: Missing or invalid API key")
 
 
-async def test_create_by_a_member_is_403(api: httpx.AsyncClient, make_member: Any) -> None:
+async def test_create_by_a_member_is_403(
+    api: httpx.AsyncClient, make_member: Any
+) -> None:
     _, member = make_member("member@example.com")
 
     response = await member.post("/api/v1/connections", json=connection_body())
@@ -261,7 +268,12 @@ async def test_patch_in_the_reference_form_sets_and_clears_the_attribute(
 
     set_response = await api.patch(
         path,
-        json={"environmentUserAttribute": {"attributeName": "environment", "defaultValues": ["dev"]}},
+        json={
+            "environmentUserAttribute": {
+                "attributeName": "environment",
+                "defaultValues": ["dev"],
+            }
+        },
     )
     cleared = await api.patch(path, json={"environmentUserAttribute": None})
 
@@ -280,7 +292,10 @@ async def test_patch_with_both_forms_disagreeing_is_400(api: httpx.AsyncClient) 
     response = await api.patch(
         f"/api/v1/connections/{connection_id}",
         json={
-            "environmentUserAttribute": {"attributeName": "environment", "defaultValues": []},
+            "environmentUserAttribute": {
+                "attributeName": "environment",
+                "defaultValues": [],
+            },
             "userAttributeNameForConnectionEnvironments": "region",
         },
     )
@@ -302,7 +317,9 @@ async def test_patch_with_an_unknown_attribute_is_400(api: httpx.AsyncClient) ->
     )
 
     assert_error(
-        response, 400, 'Bad Request: attributeName: Unknown user attribute "environment"'
+        response,
+        400,
+        'Bad Request: attributeName: Unknown user attribute "environment"',
     )
 
 
@@ -353,8 +370,14 @@ async def test_patch_of_the_password_reports_new_credentials(
         json={"passwordUnencrypted": "rotated-secret"},
     )
 
-    assert response.json() == {"success": True, "message": "Updated connection credentials."}
-    assert "rotated-secret" not in (await api.get(f"/api/v1/connections/{connection_id}")).text
+    assert response.json() == {
+        "success": True,
+        "message": "Updated connection credentials.",
+    }
+    assert (
+        "rotated-secret"
+        not in (await api.get(f"/api/v1/connections/{connection_id}")).text
+    )
 
 
 async def test_patch_of_an_unknown_connection_is_404(api: httpx.AsyncClient) -> None:
@@ -398,7 +421,9 @@ async def test_an_archived_connection_is_not_found_and_listed_only_on_request(
 
     got = await api.get(f"/api/v1/connections/{connection_id}")
     listed = await api.get("/api/v1/connections")
-    with_deleted = await api.get("/api/v1/connections", params={"includeDeleted": "true"})
+    with_deleted = await api.get(
+        "/api/v1/connections", params={"includeDeleted": "true"}
+    )
 
     assert_error(got, 404, "Connection not found")
     assert listed.json()["connections"] == []
@@ -407,7 +432,9 @@ async def test_an_archived_connection_is_not_found_and_listed_only_on_request(
 
 
 async def test_delete_of_an_unknown_connection_is_404(api: httpx.AsyncClient) -> None:
-    response = await api.delete("/api/v1/connections/9b6c1f3e-0000-4000-8000-000000000000")
+    response = await api.delete(
+        "/api/v1/connections/9b6c1f3e-0000-4000-8000-000000000000"
+    )
 
     assert_error(response, 404, "Connection not found")
 

@@ -15,7 +15,9 @@ UNKNOWN = "9b6c1f3e-0000-4000-8000-000000000000"
 
 
 async def create(api: httpx.AsyncClient, name: str, **changes: Any) -> str:
-    response = await api.post("/api/v1/connections", json=connection_body(name, **changes))
+    response = await api.post(
+        "/api/v1/connections", json=connection_body(name, **changes)
+    )
     assert response.status_code == 201, response.text
     return str(response.json()["data"])
 
@@ -32,7 +34,9 @@ def assert_error(response: httpx.Response, status: int, detail: str) -> None:
     assert response.json() == {"detail": detail, "status": status}
 
 
-async def test_create_answers_both_shapes_in_request_order(api: httpx.AsyncClient) -> None:
+async def test_create_answers_both_shapes_in_request_order(
+    api: httpx.AsyncClient,
+) -> None:
     base = await create(api, "dev")
     prod, staging = await create(api, "prod"), await create(api, "staging")
 
@@ -60,7 +64,10 @@ async def test_create_accepts_a_csv_with_spaces_empties_and_duplicates(
 
     response = await api.post(
         "/api/v1/connection-environments",
-        json={"baseConnectionId": base, "environmentConnectionIds": f" {prod} ,, {prod}"},
+        json={
+            "baseConnectionId": base,
+            "environmentConnectionIds": f" {prod} ,, {prod}",
+        },
     )
 
     assert response.status_code == 201
@@ -130,14 +137,19 @@ async def test_create_refuses_an_environment_already_linked_to_this_base(
     assert_error(
         response,
         400,
-        f"The following environment connection IDs are not valid for this connection: {prod}",
+        "The following environment connection IDs are not valid for this "
+        f"connection: {prod}",
     )
 
 
 async def test_create_refuses_a_base_of_other_environments_as_environment(
     api: httpx.AsyncClient,
 ) -> None:
-    base, other_base, env = await create(api, "a"), await create(api, "b"), await create(api, "c")
+    base, other_base, env = (
+        await create(api, "a"),
+        await create(api, "b"),
+        await create(api, "c"),
+    )
     await link(api, other_base, env)
 
     response = await link(api, base, other_base)
@@ -145,14 +157,19 @@ async def test_create_refuses_a_base_of_other_environments_as_environment(
     assert_error(
         response,
         400,
-        f"The following environment connection IDs are not valid for this connection: {other_base}",
+        "The following environment connection IDs are not valid for this "
+        f"connection: {other_base}",
     )
 
 
 async def test_create_refuses_a_base_that_is_itself_an_environment(
     api: httpx.AsyncClient,
 ) -> None:
-    base, env, third = await create(api, "a"), await create(api, "b"), await create(api, "c")
+    base, env, third = (
+        await create(api, "a"),
+        await create(api, "b"),
+        await create(api, "c"),
+    )
     await link(api, base, env)
 
     response = await link(api, env, third)
@@ -178,7 +195,11 @@ async def test_mssql_and_sqlserver_are_one_dialect(api: httpx.AsyncClient) -> No
 async def test_one_connection_may_be_an_environment_of_two_bases(
     api: httpx.AsyncClient,
 ) -> None:
-    first, second, shared = await create(api, "a"), await create(api, "b"), await create(api, "c")
+    first, second, shared = (
+        await create(api, "a"),
+        await create(api, "b"),
+        await create(api, "c"),
+    )
 
     assert (await link(api, first, shared)).status_code == 201
     assert (await link(api, second, shared)).status_code == 201
@@ -228,7 +249,11 @@ async def test_put_accepts_an_empty_list(api: httpx.AsyncClient) -> None:
 async def test_put_with_an_ambiguous_environment_connection_id_is_400(
     api: httpx.AsyncClient,
 ) -> None:
-    first, second, shared = await create(api, "a"), await create(api, "b"), await create(api, "c")
+    first, second, shared = (
+        await create(api, "a"),
+        await create(api, "b"),
+        await create(api, "c"),
+    )
     await link(api, first, shared)
     await link(api, second, shared)
 
@@ -249,15 +274,23 @@ async def test_put_of_an_unknown_id_is_404(api: httpx.AsyncClient) -> None:
         f"/api/v1/connection-environments/{UNKNOWN}", json={"userAttributeValues": "x"}
     )
 
-    assert_error(response, 404, f"Connection environment with id {UNKNOWN} does not exist")
+    assert_error(
+        response, 404, f"Connection environment with id {UNKNOWN} does not exist"
+    )
 
 
 async def test_put_refuses_a_value_another_environment_holds(
     api: httpx.AsyncClient,
 ) -> None:
-    base, prod, staging = await create(api, "dev"), await create(api, "prod"), await create(api, "stg")
+    base, prod, staging = (
+        await create(api, "dev"),
+        await create(api, "prod"),
+        await create(api, "stg"),
+    )
     await link(api, base, prod, staging)
-    await api.put(f"/api/v1/connection-environments/{prod}", json={"userAttributeValues": "prod"})
+    await api.put(
+        f"/api/v1/connection-environments/{prod}", json={"userAttributeValues": "prod"}
+    )
 
     response = await api.put(
         f"/api/v1/connection-environments/{staging}",
@@ -292,17 +325,26 @@ async def test_patch_refuses_a_default_value_an_environment_holds(
     await api.post("/api/v1/user-attributes", json={"name": "environment"})
     base, prod = await create(api, "dev"), await create(api, "prod")
     await link(api, base, prod)
-    await api.put(f"/api/v1/connection-environments/{prod}", json={"userAttributeValues": "prod"})
+    await api.put(
+        f"/api/v1/connection-environments/{prod}", json={"userAttributeValues": "prod"}
+    )
 
     response = await api.patch(
         f"/api/v1/connections/{base}",
-        json={"environmentUserAttribute": {"attributeName": "environment", "defaultValues": ["prod"]}},
+        json={
+            "environmentUserAttribute": {
+                "attributeName": "environment",
+                "defaultValues": ["prod"],
+            }
+        },
     )
 
     assert_error(response, 400, 'User attribute value "prod" is already in use')
 
 
-async def test_number_values_are_stored_in_canonical_form(api: httpx.AsyncClient) -> None:
+async def test_number_values_are_stored_in_canonical_form(
+    api: httpx.AsyncClient,
+) -> None:
     await api.post("/api/v1/user-attributes", json={"name": "tier", "type": "Number"})
     base, gold = await create(api, "dev"), await create(api, "gold")
     await link(api, base, gold)
@@ -311,7 +353,10 @@ async def test_number_values_are_stored_in_canonical_form(api: httpx.AsyncClient
         json={"userAttributeNameForConnectionEnvironments": "tier"},
     )
 
-    await api.put(f"/api/v1/connection-environments/{gold}", json={"userAttributeValues": "01, 1.0, 2.50"})
+    await api.put(
+        f"/api/v1/connection-environments/{gold}",
+        json={"userAttributeValues": "01, 1.0, 2.50"},
+    )
 
     listed = (await api.get("/api/v1/connection-environments")).json()
     assert listed["connectionEnvironments"][0]["userAttributeValues"] == ["1", "2.5"]
@@ -320,12 +365,19 @@ async def test_number_values_are_stored_in_canonical_form(api: httpx.AsyncClient
 async def test_concurrent_puts_of_one_value_let_exactly_one_win(
     api: httpx.AsyncClient,
 ) -> None:
-    base, prod, staging = await create(api, "dev"), await create(api, "prod"), await create(api, "stg")
+    base, prod, staging = (
+        await create(api, "dev"),
+        await create(api, "prod"),
+        await create(api, "stg"),
+    )
     await link(api, base, prod, staging)
 
     responses = await asyncio.gather(
         *(
-            api.put(f"/api/v1/connection-environments/{env}", json={"userAttributeValues": "x"})
+            api.put(
+                f"/api/v1/connection-environments/{env}",
+                json={"userAttributeValues": "x"},
+            )
             for env in (prod, staging)
         )
     )
@@ -347,9 +399,15 @@ async def test_delete_removes_only_the_link(api: httpx.AsyncClient) -> None:
 
 
 async def test_delete_frees_the_values(api: httpx.AsyncClient) -> None:
-    base, prod, staging = await create(api, "dev"), await create(api, "prod"), await create(api, "stg")
+    base, prod, staging = (
+        await create(api, "dev"),
+        await create(api, "prod"),
+        await create(api, "stg"),
+    )
     await link(api, base, prod, staging)
-    await api.put(f"/api/v1/connection-environments/{prod}", json={"userAttributeValues": "x"})
+    await api.put(
+        f"/api/v1/connection-environments/{prod}", json={"userAttributeValues": "x"}
+    )
     await api.delete(f"/api/v1/connection-environments/{prod}")
 
     response = await api.put(
@@ -362,9 +420,15 @@ async def test_delete_frees_the_values(api: httpx.AsyncClient) -> None:
 async def test_archiving_a_connection_removes_its_links_and_frees_values(
     api: httpx.AsyncClient,
 ) -> None:
-    base, prod, staging = await create(api, "dev"), await create(api, "prod"), await create(api, "stg")
+    base, prod, staging = (
+        await create(api, "dev"),
+        await create(api, "prod"),
+        await create(api, "stg"),
+    )
     await link(api, base, prod, staging)
-    await api.put(f"/api/v1/connection-environments/{prod}", json={"userAttributeValues": "x"})
+    await api.put(
+        f"/api/v1/connection-environments/{prod}", json={"userAttributeValues": "x"}
+    )
 
     await api.delete(f"/api/v1/connections/{prod}")
     response = await api.put(
@@ -372,14 +436,18 @@ async def test_archiving_a_connection_removes_its_links_and_frees_values(
     )
 
     assert response.status_code == 200
-    envs = (await api.get("/api/v1/connection-environments")).json()["connectionEnvironments"]
+    envs = (await api.get("/api/v1/connection-environments")).json()[
+        "connectionEnvironments"
+    ]
     assert [env["connectionId"] for env in envs] == [staging]
 
 
 async def test_delete_of_an_unknown_id_is_404(api: httpx.AsyncClient) -> None:
     response = await api.delete(f"/api/v1/connection-environments/{UNKNOWN}")
 
-    assert_error(response, 404, f"Connection environment with id {UNKNOWN} does not exist")
+    assert_error(
+        response, 404, f"Connection environment with id {UNKNOWN} does not exist"
+    )
 
 
 async def test_list_filters_by_base(api: httpx.AsyncClient) -> None:
@@ -388,9 +456,13 @@ async def test_list_filters_by_base(api: httpx.AsyncClient) -> None:
     await link(api, first, env_one)
     await link(api, second, env_two)
 
-    response = await api.get("/api/v1/connection-environments", params={"baseConnectionId": second})
+    response = await api.get(
+        "/api/v1/connection-environments", params={"baseConnectionId": second}
+    )
 
-    assert [env["connectionId"] for env in response.json()["connectionEnvironments"]] == [env_two]
+    assert [
+        env["connectionId"] for env in response.json()["connectionEnvironments"]
+    ] == [env_two]
 
 
 async def test_managing_environments_needs_connection_admin_on_the_base(

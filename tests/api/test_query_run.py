@@ -26,7 +26,9 @@ def make_database(path: Path, name: str) -> str:
     return str(path)
 
 
-async def connection(api: httpx.AsyncClient, tmp_path: Path, name: str, **extra: Any) -> str:
+async def connection(
+    api: httpx.AsyncClient, tmp_path: Path, name: str, **extra: Any
+) -> str:
     body = {
         "dialect": "sqlite",
         "name": name,
@@ -55,7 +57,9 @@ async def walkthrough(api: httpx.AsyncClient, tmp_path: Path) -> dict[str, str]:
             "userAttributeValuesForDefaultEnvironment": "dev",
         },
     )
-    await api.put(f"/api/v1/connection-environments/{prod}", json={"userAttributeValues": "prod"})
+    await api.put(
+        f"/api/v1/connection-environments/{prod}", json={"userAttributeValues": "prod"}
+    )
     link_id = linked.json()["data"][0]["id"]
     return {"dev": dev, "prod": prod, "link": link_id}
 
@@ -74,7 +78,9 @@ def marker(response: httpx.Response) -> str:
     return str(job["result"][0]["name"])
 
 
-async def test_a_prod_user_reads_prod(api: httpx.AsyncClient, walkthrough: dict[str, str]) -> None:
+async def test_a_prod_user_reads_prod(
+    api: httpx.AsyncClient, walkthrough: dict[str, str]
+) -> None:
     user = await create_user(api, "p@example.com", {"environment": "prod"})
 
     response = await run(api, walkthrough["dev"], userId=user["id"], resultType="json")
@@ -144,7 +150,10 @@ async def test_a_client_accepting_only_json_gets_omnis_openapi_shape(
 ) -> None:
     response = await api.post(
         "/api/v1/query/run",
-        json={"query": {"connectionId": walkthrough["dev"], "sql": SQL}, "resultType": "json"},
+        json={
+            "query": {"connectionId": walkthrough["dev"], "sql": SQL},
+            "resultType": "json",
+        },
         headers={"Accept": "application/json"},
     )
 
@@ -153,14 +162,19 @@ async def test_a_client_accepting_only_json_gets_omnis_openapi_shape(
     assert body["completedQueries"][0]["result"] == [{"name": "dev"}]
 
 
-async def test_limit_truncates_and_says_so(api: httpx.AsyncClient, tmp_path: Path) -> None:
+async def test_limit_truncates_and_says_so(
+    api: httpx.AsyncClient, tmp_path: Path
+) -> None:
     base = await connection(api, tmp_path, "many")
     sql = "select 1 as n union all select 2 union all select 3"
 
     response = await run(api, base, sql=sql, resultType="json")
     limited = await api.post(
         "/api/v1/query/run",
-        json={"query": {"connectionId": base, "sql": sql, "limit": 2}, "resultType": "json"},
+        json={
+            "query": {"connectionId": base, "sql": sql, "limit": 2},
+            "resultType": "json",
+        },
     )
 
     assert lines_of(response)[1]["summary"]["row_count"] == 3
@@ -189,7 +203,9 @@ async def test_plan_only_with_a_result_type_is_400(
 ) -> None:
     response = await run(api, walkthrough["dev"], planOnly=True, resultType="csv")
 
-    assert_error(response, 400, "Bad Request: resultType: Cannot be combined with planOnly")
+    assert_error(
+        response, 400, "Bad Request: resultType: Cannot be combined with planOnly"
+    )
 
 
 async def test_a_database_error_is_400_with_the_database_message(
@@ -208,7 +224,9 @@ async def test_an_unknown_connection_is_404(api: httpx.AsyncClient) -> None:
     assert_error(response, 404, "Connection not found")
 
 
-async def test_a_missing_sql_is_400(api: httpx.AsyncClient, walkthrough: dict[str, str]) -> None:
+async def test_a_missing_sql_is_400(
+    api: httpx.AsyncClient, walkthrough: dict[str, str]
+) -> None:
     response = await api.post(
         "/api/v1/query/run", json={"query": {"connectionId": walkthrough["dev"]}}
     )
@@ -262,7 +280,9 @@ async def test_the_org_key_routes_by_its_creators_attributes(
 async def test_a_user_without_querier_on_the_base_is_refused(
     api: httpx.AsyncClient, walkthrough: dict[str, str], make_member: Any
 ) -> None:
-    await api.patch(f"/api/v1/connections/{walkthrough['dev']}", json={"baseRole": "VIEWER"})
+    await api.patch(
+        f"/api/v1/connections/{walkthrough['dev']}", json={"baseRole": "VIEWER"}
+    )
     _, member = make_member("member@example.com")
 
     response = await run(member, walkthrough["dev"])
@@ -273,7 +293,9 @@ async def test_a_user_without_querier_on_the_base_is_refused(
 async def test_an_environment_connection_named_directly_needs_connection_admin(
     api: httpx.AsyncClient, walkthrough: dict[str, str], make_member: Any
 ) -> None:
-    await api.patch(f"/api/v1/connections/{walkthrough['prod']}", json={"baseRole": "MODELER"})
+    await api.patch(
+        f"/api/v1/connections/{walkthrough['prod']}", json={"baseRole": "MODELER"}
+    )
     _, member = make_member("member@example.com")
 
     refused = await run(member, walkthrough["prod"])
@@ -290,9 +312,22 @@ async def test_a_multi_valued_user_with_a_default_value_goes_to_the_base(
     await create_attribute(api, "env", multiple_values=True)
     dev = await connection(api, tmp_path, "dev")
     prod = await connection(api, tmp_path, "prod")
-    await api.post("/api/v1/connection-environments", json={"baseConnectionId": dev, "environmentConnectionIds": prod})
-    await api.patch(f"/api/v1/connections/{dev}", json={"environmentUserAttribute": {"attributeName": "env", "defaultValues": ["dev"]}})
-    await api.put(f"/api/v1/connection-environments/{prod}", json={"userAttributeValues": "prod"})
+    await api.post(
+        "/api/v1/connection-environments",
+        json={"baseConnectionId": dev, "environmentConnectionIds": prod},
+    )
+    await api.patch(
+        f"/api/v1/connections/{dev}",
+        json={
+            "environmentUserAttribute": {
+                "attributeName": "env",
+                "defaultValues": ["dev"],
+            }
+        },
+    )
+    await api.put(
+        f"/api/v1/connection-environments/{prod}", json={"userAttributeValues": "prod"}
+    )
     both = await create_user(api, "both@example.com", {"env": ["prod", "dev"]})
     only_prod = await create_user(api, "prod@example.com", {"env": ["qa", "prod"]})
 
@@ -310,10 +345,20 @@ async def test_several_matching_environments_pick_the_first_linked(
     dev = await connection(api, tmp_path, "dev")
     first = await connection(api, tmp_path, "first")
     second = await connection(api, tmp_path, "second")
-    await api.post("/api/v1/connection-environments", json={"baseConnectionId": dev, "environmentConnectionIds": [first, second]})
-    await api.patch(f"/api/v1/connections/{dev}", json={"userAttributeNameForConnectionEnvironments": "env"})
-    await api.put(f"/api/v1/connection-environments/{first}", json={"userAttributeValues": "a"})
-    await api.put(f"/api/v1/connection-environments/{second}", json={"userAttributeValues": "b"})
+    await api.post(
+        "/api/v1/connection-environments",
+        json={"baseConnectionId": dev, "environmentConnectionIds": [first, second]},
+    )
+    await api.patch(
+        f"/api/v1/connections/{dev}",
+        json={"userAttributeNameForConnectionEnvironments": "env"},
+    )
+    await api.put(
+        f"/api/v1/connection-environments/{first}", json={"userAttributeValues": "a"}
+    )
+    await api.put(
+        f"/api/v1/connection-environments/{second}", json={"userAttributeValues": "b"}
+    )
     user = await create_user(api, "u@example.com", {"env": ["b", "a"]})
 
     response = await run(api, dev, userId=user["id"], resultType="json")
@@ -327,9 +372,17 @@ async def test_an_attribute_default_routes_users_without_a_value(
     await create_attribute(api, "environment", default_value="prod")
     dev = await connection(api, tmp_path, "dev")
     prod = await connection(api, tmp_path, "prod")
-    await api.post("/api/v1/connection-environments", json={"baseConnectionId": dev, "environmentConnectionIds": prod})
-    await api.patch(f"/api/v1/connections/{dev}", json={"userAttributeNameForConnectionEnvironments": "environment"})
-    await api.put(f"/api/v1/connection-environments/{prod}", json={"userAttributeValues": "prod"})
+    await api.post(
+        "/api/v1/connection-environments",
+        json={"baseConnectionId": dev, "environmentConnectionIds": prod},
+    )
+    await api.patch(
+        f"/api/v1/connections/{dev}",
+        json={"userAttributeNameForConnectionEnvironments": "environment"},
+    )
+    await api.put(
+        f"/api/v1/connection-environments/{prod}", json={"userAttributeValues": "prod"}
+    )
     user = await create_user(api, "u@example.com")
 
     response = await run(api, dev, userId=user["id"], resultType="json")
@@ -420,13 +473,17 @@ async def test_a_query_past_the_wait_limit_is_collected_with_query_wait(
     api: httpx.AsyncClient, walkthrough: dict[str, str]
 ) -> None:
     slow = (
-        "with recursive n(i) as (select 1 union all select i + 1 from n where i < 3000000)"
-        " select count(*) as c from n"
+        "with recursive n(i) as (select 1 union all select i + 1 from n"
+        " where i < 3000000) select count(*) as c from n"
     )
 
-    first = await run(api, walkthrough["dev"], sql=slow, waitSeconds=0, resultType="json")
+    first = await run(
+        api, walkthrough["dev"], sql=slow, waitSeconds=0, resultType="json"
+    )
     [job_id] = lines_of(first)[-1]["remaining_job_ids"]
-    collected = await api.get("/api/v1/query/wait", params={"job_ids": orjson.dumps([job_id]).decode()})
+    collected = await api.get(
+        "/api/v1/query/wait", params={"job_ids": orjson.dumps([job_id]).decode()}
+    )
 
     assert lines_of(first)[-1]["timed_out"] == "true"
     job, footer = lines_of(collected)

@@ -87,10 +87,16 @@ def sqlite_spec(tmp_path: Path) -> ConnectionSpec:
     path = tmp_path / "items.sqlite"
     conn = sqlite3.connect(path)
     with conn:
-        conn.execute("create table items (id integer, name text, price real, data blob)")
+        conn.execute(
+            "create table items (id integer, name text, price real, data blob)"
+        )
         conn.executemany(
             "insert into items values (?, ?, ?, ?)",
-            [(1, "apple", 0.5, b"\x00"), (2, "pear", 0.75, None), (3, "fig", 2.0, b"x")],
+            [
+                (1, "apple", 0.5, b"\x00"),
+                (2, "pear", 0.75, None),
+                (3, "fig", 2.0, b"x"),
+            ],
         )
     conn.close()
     return file_spec("sqlite", path)
@@ -102,6 +108,8 @@ def duckdb_spec(tmp_path: Path) -> ConnectionSpec:
     path = tmp_path / "items.duckdb"
     conn = duckdb.connect(str(path))
     conn.execute("create table items (id integer, name varchar, price decimal(6,2))")
-    conn.execute("insert into items values (1, 'apple', 0.5), (2, 'pear', 0.75), (3, 'fig', 2)")
+    conn.execute(
+        "insert into items values (1, 'apple', 0.5), (2, 'pear', 0.75), (3, 'fig', 2)"
+    )
     conn.close()
     return file_spec("duckdb", path)

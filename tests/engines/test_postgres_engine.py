@@ -26,8 +26,12 @@ FAKE_PASSWORD = "Pw-never-shown-7f3a9c"
 async def _active_statements(spec: ConnectionSpec, marker: str) -> int:
     """How many statements containing ``marker`` run on the server now."""
     conn = await psycopg.AsyncConnection.connect(
-        host=spec.host, port=spec.port, user=spec.username, dbname=spec.database,
-        password=spec.password, autocommit=True,
+        host=spec.host,
+        port=spec.port,
+        user=spec.username,
+        dbname=spec.database,
+        password=spec.password,
+        autocommit=True,
     )
     async with conn:
         cursor = await conn.execute(
@@ -41,7 +45,9 @@ async def _active_statements(spec: ConnectionSpec, marker: str) -> int:
 
 async def _wait_until_gone(spec: ConnectionSpec, marker: str) -> int:
     deadline = time.monotonic() + 2.0
-    while (count := await _active_statements(spec, marker)) and time.monotonic() < deadline:
+    while (
+        count := await _active_statements(spec, marker)
+    ) and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     return count
 

@@ -65,7 +65,7 @@ async def get_connection(request: Request) -> Response:
 
 async def update_connection(request: Request) -> Response:
     """
-    summary: Update a connection, its environment attribute (both spellings) or its password
+    summary: Update a connection, its environment attribute or its password
     """
     who = await caller(request)
     info = live_connection(who, request.path_params["id"])

@@ -91,9 +91,7 @@ async def delete_environment(request: Request) -> Response:
 routes = [
     Route("/api/v1/connection-environments", create_environments, methods=["POST"]),
     Route("/api/v1/connection-environments", list_environments, methods=["GET"]),
-    Route(
-        "/api/v1/connection-environments/{id}", update_environment, methods=["PUT"]
-    ),
+    Route("/api/v1/connection-environments/{id}", update_environment, methods=["PUT"]),
     Route(
         "/api/v1/connection-environments/{id}",
         delete_environment,

@@ -57,8 +57,9 @@ def wants_plain_json(request: Request) -> bool:
 # -- running ------------------------------------------------------------------
 
 
-async def _execute(who: Caller, job_id: str, runner_id: str, route: Route,
-                   request: queries.RunRequest) -> QueryResult:
+async def _execute(
+    who: Caller, job_id: str, runner_id: str, route: Route, request: queries.RunRequest
+) -> QueryResult:
     services = who.services
     started, clock = utcnow(), time.perf_counter()
     status, error, rows = "ERROR", None, None
@@ -144,7 +145,12 @@ def planned(job_id: str, route: Route, sql: str, plain: bool) -> Response:
         "job_id": job_id,
         "status": "PLANNED",
         "client_result_id": job_id,
-        "summary": {"display_sql": sql, "fields": [], "row_count": 0, "truncated": False},
+        "summary": {
+            "display_sql": sql,
+            "fields": [],
+            "row_count": 0,
+            "truncated": False,
+        },
         "route": route.as_dict(),
     }
     if plain:
@@ -205,7 +211,9 @@ async def run_query(request: Request) -> Response:
 def _still_running(job: Job, plain: bool) -> Response:
     if plain:
         body = {
-            **RequestTimeout("The query is still running; collect it with query/wait").body(),
+            **RequestTimeout(
+                "The query is still running; collect it with query/wait"
+            ).body(),
             "timed_out": True,
             "remaining_job_ids": [job.id],
         }
@@ -225,7 +233,9 @@ def _job_ids(request: Request) -> list[str]:
         if not isinstance(ids, list):
             ids = [ids]
     else:
-        ids = [part for part in request.query_params.get("jobIds", "").split(",") if part]
+        ids = [
+            part for part in request.query_params.get("jobIds", "").split(",") if part
+        ]
     ids = [str(value).strip() for value in ids if str(value).strip()]
     if not ids:
         raise ValidationFailed("job_ids", "Required")
@@ -243,7 +253,9 @@ async def wait_query(request: Request) -> Response:
     found = []
     for job_id in _job_ids(request):
         job = jobs.get(job_id)
-        if job is None or not (who.actor.is_org_admin or job.owner_id == who.actor.user.id):
+        if job is None or not (
+            who.actor.is_org_admin or job.owner_id == who.actor.user.id
+        ):
             raise NotFound(f"Job {job_id} not found")
         found.append(job)
     await wait_for(found, who.services.settings.query_wait_seconds)

@@ -24,7 +24,9 @@ async def scim_caller(request: Request) -> Caller:
 
 async def list_users(request: Request) -> Response:
     """
-    summary: List SCIM users (filter userName eq|co "...", startIndex, count)
+    summary: List SCIM users, in creation order
+    description: filter userName eq|co|sw "<text>" (email compared without case;
+      sw is a pointsman choice), startIndex (1-based), count (default 100).
     """
     who = await scim_caller(request)
     params = dict(request.query_params)
@@ -53,6 +55,8 @@ async def get_user(request: Request) -> Response:
 async def replace_user(request: Request) -> Response:
     """
     summary: Update a SCIM user; only the fields given change
+    description: userName must be the user's email (any case). Keys absent from
+      the urn:omni:params:1.0:UserAttribute object keep their values (choice).
     """
     who = await scim_caller(request)
     body = await read_json(request)
@@ -63,6 +67,11 @@ async def replace_user(request: Request) -> Response:
 async def patch_user(request: Request) -> Response:
     """
     summary: Apply a SCIM PatchOp to a user
+    description: All operations apply or none. Where Omni is silent, pointsman
+      chose that add extends a multi-valued attribute, remove with a value
+      removes just those values, active accepts "true"/"false" strings, and
+      paths pointsman does not keep (name, emails, externalId, enterprise
+      extension) are ignored.
     """
     who = await scim_caller(request)
     body = await read_json(request)

@@ -54,11 +54,6 @@ _LATER_DIALECTS = {
 }
 
 
-def dialect_of(spec: ConnectionSpec) -> str:
-    name = spec.dialect.strip().lower()
-    return _ALIASES.get(name, name)
-
-
 def _missing(dialect: str, extra: str) -> MissingDriverError:
     return MissingDriverError(
         f"Dialect {dialect} needs the optional extra: pip install 'pointsman[{extra}]'"
@@ -67,10 +62,11 @@ def _missing(dialect: str, extra: str) -> MissingDriverError:
 
 def engine_class(dialect: str) -> type[Engine]:
     """The engine class for a dialect, or :class:`MissingDriverError`."""
-    driver = _DRIVERS.get(dialect)
+    key = _ALIASES.get(dialect.strip().lower(), dialect.strip().lower())
+    driver = _DRIVERS.get(key)
     if driver is None:
-        if dialect in _LATER_DIALECTS:
-            raise _missing(dialect, _LATER_DIALECTS[dialect])
+        if key in _LATER_DIALECTS:
+            raise _missing(dialect, _LATER_DIALECTS[key])
         raise MissingDriverError(f"Dialect {dialect} is not supported")
     if any(importlib.util.find_spec(name) is None for name in driver.imports):
         raise _missing(dialect, driver.extra)
@@ -108,7 +104,7 @@ class EngineRegistry:
         """Connect afresh (not through the pool) and report the server version."""
         started = time.perf_counter()
         try:
-            engine = self._class_for(dialect_of(spec))
+            engine = self._class_for(spec.dialect)
             async with asyncio.timeout(spec.connect_timeout_seconds * 2):
                 version = await engine.server_version(spec)
         except EngineError as exc:
@@ -156,7 +152,7 @@ class EngineRegistry:
             current.spec is spec or current.settings == settings_of(spec)
         ):
             return current
-        engine = self._class_for(dialect_of(spec))(spec)
+        engine = self._class_for(spec.dialect)(spec)
         self._engines[spec.id] = engine
         if current is not None:
             logger.info("settings of %s changed: replacing its pool", spec)

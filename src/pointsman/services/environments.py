@@ -90,7 +90,9 @@ def invalid_environment_ids(
         )
     )
     bases = set(
-        session.scalars(select(Link.base_connection_id).where(Link.base_connection_id.in_(ids)))
+        session.scalars(
+            select(Link.base_connection_id).where(Link.base_connection_id.in_(ids))
+        )
     )
     offenders = []
     for connection_id in ids:
@@ -140,7 +142,10 @@ def create_environments(store: Store, base_id: str, ids: list[str]) -> dict[str,
         raise not_valid(ids) from None
     return {
         "success": True,
-        "data": [{"id": row.id, "environmentConnectionId": row.environment_connection_id} for row in rows],
+        "data": [
+            {"id": row.id, "environmentConnectionId": row.environment_connection_id}
+            for row in rows
+        ],
         "connectionEnvironments": [environment_record(row) for row in rows],
     }
 
@@ -174,7 +179,9 @@ def find_link(session: Session, link_or_connection_id: str) -> Link:
     link = session.get(Link, key)
     if link is not None:
         return link
-    matches = list(session.scalars(select(Link).where(Link.environment_connection_id == key)))
+    matches = list(
+        session.scalars(select(Link).where(Link.environment_connection_id == key))
+    )
     if not matches:
         raise not_found
     if len(matches) > 1:
@@ -203,7 +210,9 @@ def set_values(store: Store, link_or_connection_id: str, body: dict[str, Any]) -
         with store.write() as session:
             link = find_link(session, link_or_connection_id)
             base_id, link_id = link.base_connection_id, link.id
-            values = normalise(raw, _attribute_type(session, base_id), "userAttributeValues")
+            values = normalise(
+                raw, _attribute_type(session, base_id), "userAttributeValues"
+            )
             session.execute(
                 delete(models.AttributeValueClaim).where(
                     models.AttributeValueClaim.connection_environment_id == link.id

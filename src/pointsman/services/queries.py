@@ -68,7 +68,9 @@ def parse_run(body: dict[str, Any]) -> RunRequest:
         raise ValidationFailed("resultType", "Cannot be combined with planOnly")
     wait = body.get("waitSeconds")
     if wait is not None and (
-        isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= 300
+        isinstance(wait, bool)
+        or not isinstance(wait, (int, float))
+        or not 0 <= wait <= 300
     ):
         raise ValidationFailed("waitSeconds", "Must be between 0 and 300")
     return RunRequest(

@@ -84,7 +84,9 @@ def _since(text: str | None) -> datetime | None:
 def list_entries(
     store: Store, params: dict[str, str], only_user: str | None
 ) -> dict[str, Any]:
-    page = Page.from_params(params, sort_fields=("startedAt",), default_sort="startedAt")
+    page = Page.from_params(
+        params, sort_fields=("startedAt",), default_sort="startedAt"
+    )
     Entry = models.QueryLogEntry
     query = select(Entry)
     user_id = params.get("userId")

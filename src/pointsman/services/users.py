@@ -50,6 +50,7 @@ FILTER = re.compile(
     re.IGNORECASE,
 )
 FILTER_RULE = 'Expected userName eq "<email>", userName co "<text>" or sw'
+LARGEST_INDEX = 2**31 - 1
 OPERATIONS = ("add", "replace", "remove")
 # Core SCIM paths that identity providers send and pointsman does not store.
 IGNORED_PATHS = ("externalid", "name", "emails", "title", "locale", "timezone")
@@ -321,14 +322,14 @@ def _check_user_name(draft: Draft, raw: Any, field: str) -> None:
 
 def _whole(raw: str | None, field: str, *, default: int, least: int) -> int:
     """A SCIM paging number; values below the least allowed are raised to it,
-    as RFC 7644 asks."""
+    as RFC 7644 asks, and huge ones lowered to what a database can take."""
     if raw is None or not raw.strip():
         return default
     try:
         number = int(Decimal(raw.strip()))
-    except (InvalidOperation, ValueError):
+    except (InvalidOperation, ValueError, OverflowError):
         raise ValidationFailed(field, "Expected a number") from None
-    return max(number, least)
+    return min(max(number, least), LARGEST_INDEX)
 
 
 def _filter(raw: str | None) -> ColumnElement[bool] | None:
