@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -10,6 +11,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+import secret_watch
 from cryptography.fernet import Fernet
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -26,6 +28,21 @@ from pointsman.store.models import Base
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_log_line() -> Iterator[None]:
+    """Every log line of the whole API run is checked for every secret sent."""
+    handler = secret_watch.CapturingHandler()
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield
+    root.removeHandler(handler)
+    root.setLevel(previous)
+    leaks = [line for line in handler.lines if secret_watch.leaked_in(line)]
+    assert not leaks, f"{len(leaks)} log line(s) carried a secret"
 
 
 @pytest.fixture(scope="session")
@@ -94,6 +111,7 @@ async def api(services: Services, org_token: str) -> AsyncIterator[httpx.AsyncCl
             transport=transport,
             base_url="http://pointsman.test",
             headers={"Authorization": f"Bearer {org_token}"},
+            event_hooks=secret_watch.HOOKS,
         ) as client,
     ):
         yield client
@@ -102,7 +120,11 @@ async def api(services: Services, org_token: str) -> AsyncIterator[httpx.AsyncCl
 @pytest.fixture
 def anon(api: httpx.AsyncClient) -> httpx.AsyncClient:
     """The same server, no token."""
-    return httpx.AsyncClient(transport=api._transport, base_url=str(api.base_url))
+    return httpx.AsyncClient(
+        transport=api._transport,
+        base_url=str(api.base_url),
+        event_hooks=secret_watch.HOOKS,
+    )
 
 
 @pytest.fixture
@@ -132,6 +154,7 @@ def make_member(services: Services, api: httpx.AsyncClient):  # type: ignore[no-
             transport=api._transport,
             base_url=str(api.base_url),
             headers={"Authorization": f"Bearer {token}"},
+            event_hooks=secret_watch.HOOKS,
         )
         clients.append(client)
         return user_id, client

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import secret_watch
 
 from pointsman.services.container import Services
 from pointsman.services.tokens import create_token
@@ -79,6 +80,7 @@ async def pat_client(
         transport=api._transport,
         base_url=str(api.base_url),
         headers={"Authorization": f"Bearer {created['token']}"},
+        event_hooks=secret_watch.HOOKS,
     )
 
 

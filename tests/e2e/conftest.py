@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from cryptography.fernet import Fernet
 from e2e_support import (
     AdminParams,
     MariaDBDatabases,
@@ -15,14 +14,11 @@ from e2e_support import (
     ServerProcess,
     create_attribute,
     init_store,
+    new_secret_key,
     running,
     spawn_server,
     store_env,
 )
-
-
-def new_secret_key() -> str:
-    return Fernet.generate_key().decode()
 
 
 @pytest.fixture(scope="session")

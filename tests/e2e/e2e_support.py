@@ -6,6 +6,7 @@ port, the way an operator and Omni's clients do.
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -34,6 +36,11 @@ ORDERS_SQL = "select id, served_by from orders order by id"
 
 # The walkthrough's own password: PostgreSQL with trust auth ignores it.
 WALKTHROUGH_PASSWORD = "mypassword"
+
+
+def new_secret_key() -> str:
+    """A Fernet key, as ``POINTSMAN_SECRET_KEY`` takes it."""
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
 
 
 def unique(prefix: str) -> str:
@@ -385,6 +392,14 @@ class PostgresDatabases(Databases):
                              (name, name))
         return Target(self.params.host, self.params.port, name, self.params.user,
                       self.params.password or password)
+
+    def url(self, database: str) -> str:
+        """A metadata-store URL for ``database``, as an operator writes it."""
+        password = f":{quote(self.params.password, safe='')}" if self.params.password else ""
+        return (
+            f"postgresql://{self.params.user}{password}"
+            f"@{self.params.host}:{self.params.port}/{database}"
+        )
 
     def running_statements(self, database: str, marker: str) -> int:
         """How many active statements in ``database`` contain ``marker``."""

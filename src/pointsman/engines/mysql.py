@@ -255,7 +255,8 @@ class MySQLEngine(Engine):
         self, conn: aiomysql.Connection, exc: pymysql.err.Error
     ) -> Exception:
         code = _error_code(exc)
-        if code in _CONNECTION_LOST_CODES or code >= _FIRST_CLIENT_ERROR_CODE:
+        lost = code in _CONNECTION_LOST_CODES or code >= _FIRST_CLIENT_ERROR_CODE
+        if lost or isinstance(exc, pymysql.err.InterfaceError):
             conn.close()
             return failures.connect_failed(self.spec, exc)
         self.counters["queryFailures"] += 1

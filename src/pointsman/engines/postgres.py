@@ -15,8 +15,9 @@ from contextlib import aclosing
 from typing import Any, cast
 
 import psycopg
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection
 from psycopg.adapt import AdaptersMap
+from psycopg.sql import SQL, Identifier, Literal
 from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -157,13 +158,11 @@ class PostgresEngine(Engine):
         )
 
     async def _configure(self, conn: AsyncConnection[Any]) -> None:
-        timeout_ms = self.spec.query_timeout_seconds * 1000
-        await conn.execute(
-            sql.SQL("set statement_timeout = {}").format(sql.Literal(timeout_ms))
-        )
+        timeout_ms = Literal(self.spec.query_timeout_seconds * 1000)
+        await conn.execute(SQL("set statement_timeout = {}").format(timeout_ms))
         if self.spec.default_schema:
-            schema = sql.Identifier(self.spec.default_schema)
-            await conn.execute(sql.SQL("set search_path to {}").format(schema))
+            schema = Identifier(self.spec.default_schema)
+            await conn.execute(SQL("set search_path to {}").format(schema))
 
     async def _ensure_open(self) -> None:
         if self._opened:
@@ -225,8 +224,9 @@ class PostgresEngine(Engine):
         async with conn.cursor() as cursor:
             if limit is None:
                 await cursor.execute(query)
-                rows = await cursor.fetchall() if cursor.description else []
-                return _result(cursor.description, rows, truncated=False)
+                description = cursor.description
+                rows = await cursor.fetchall() if description else []
+                return _result(description, rows, truncated=False)
             return await _stream(cursor, query, limit)
 
     async def aclose(self) -> None:
