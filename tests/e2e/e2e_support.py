@@ -304,17 +304,19 @@ def run_walkthrough(
         return expect(response, status)
 
     connections = "/api/v1/connections"
-    base = send("POST", connections,
-                connection_body(dialect, f"{label} (Development)", dev), 201)["data"]
-    prod_id = send("POST", connections,
-                   connection_body(dialect, f"{label} (Production)", prod), 201)["data"]
-    linked = send("POST", "/api/v1/connection-environments",
-                  {"baseConnectionId": base, "environmentConnectionIds": prod_id}, 201)
-    send("PATCH", f"{connections}/{base}",
-         {"userAttributeNameForConnectionEnvironments": "environment",
-          "userAttributeValuesForDefaultEnvironment": "dev"}, 200)
-    send("PUT", f"/api/v1/connection-environments/{prod_id}",
-         {"userAttributeValues": "prod"}, 200)
+    dev_body = connection_body(dialect, f"{label} (Development)", dev)
+    prod_body = connection_body(dialect, f"{label} (Production)", prod)
+    base = send("POST", connections, dev_body, 201)["data"]
+    prod_id = send("POST", connections, prod_body, 201)["data"]
+    link = {"baseConnectionId": base, "environmentConnectionIds": prod_id}
+    linked = send("POST", "/api/v1/connection-environments", link, 201)
+    attribute = {
+        "userAttributeNameForConnectionEnvironments": "environment",
+        "userAttributeValuesForDefaultEnvironment": "dev",
+    }
+    send("PATCH", f"{connections}/{base}", attribute, 200)
+    values = {"userAttributeValues": "prod"}
+    send("PUT", f"/api/v1/connection-environments/{prod_id}", values, 200)
     return Walkthrough(
         base_id=base,
         prod_id=prod_id,
@@ -337,7 +339,9 @@ class AdminParams(Protocol):
     password: str
 
 
-def postgres_connect(params: AdminParams, dbname: str = "postgres") -> psycopg.Connection:
+def postgres_connect(
+    params: AdminParams, dbname: str = "postgres"
+) -> psycopg.Connection:
     return psycopg.connect(
         host=params.host,
         port=params.port,
@@ -349,7 +353,9 @@ def postgres_connect(params: AdminParams, dbname: str = "postgres") -> psycopg.C
     )
 
 
-def mysql_connect(params: AdminParams, database: str | None = None) -> pymysql.Connection:
+def mysql_connect(
+    params: AdminParams, database: str | None = None
+) -> pymysql.Connection:
     return pymysql.connect(
         host=params.host,
         port=params.port,
@@ -375,8 +381,9 @@ class Databases:
 
 
 class PostgresDatabases(Databases):
-    def create(self, password: str = WALKTHROUGH_PASSWORD, *, orders: bool = True
-               ) -> Target:
+    def create(
+        self, password: str = WALKTHROUGH_PASSWORD, *, orders: bool = True
+    ) -> Target:
         """A database with an ``orders`` table whose rows name it. Under trust
         auth ``password`` is sent and ignored; a server that checks passwords
         is given the admin's."""
@@ -386,16 +393,23 @@ class PostgresDatabases(Databases):
         self._cleanups.append(lambda: self._drop(name))
         if orders:
             with postgres_connect(self.params, name) as conn:
-                conn.execute("create table orders (id integer primary key, "
-                             "served_by text not null)")
-                conn.execute("insert into orders values (1, %s), (2, %s)",
-                             (name, name))
-        return Target(self.params.host, self.params.port, name, self.params.user,
-                      self.params.password or password)
+                conn.execute(
+                    "create table orders (id integer primary key, "
+                    "served_by text not null)"
+                )
+                conn.execute("insert into orders values (1, %s), (2, %s)", (name, name))
+        return Target(
+            self.params.host,
+            self.params.port,
+            name,
+            self.params.user,
+            self.params.password or password,
+        )
 
     def url(self, database: str) -> str:
         """A metadata-store URL for ``database``, as an operator writes it."""
-        password = f":{quote(self.params.password, safe='')}" if self.params.password else ""
+        secret = self.params.password
+        password = f":{quote(secret, safe='')}" if secret else ""
         return (
             f"postgresql://{self.params.user}{password}"
             f"@{self.params.host}:{self.params.port}/{database}"
@@ -437,10 +451,14 @@ class MariaDBDatabases(Databases):
             lambda: self._execute(f"drop database if exists `{name}`")
         )
         self._execute(f"grant all privileges on `{name}`.* to %s@%s", (user, "%"))
-        self._execute("create table orders (id integer primary key, "
-                      "served_by varchar(100) not null)", database=name)
-        self._execute("insert into orders values (1, %s), (2, %s)",
-                      (name, name), database=name)
+        self._execute(
+            "create table orders (id integer primary key, "
+            "served_by varchar(100) not null)",
+            database=name,
+        )
+        self._execute(
+            "insert into orders values (1, %s), (2, %s)", (name, name), database=name
+        )
         return Target(self.params.host, self.params.port, name, user, password)
 
     def running_statements(self, database: str, marker: str) -> int:
@@ -458,8 +476,12 @@ class MariaDBDatabases(Databases):
             conn.close()
         return int(row[0]) if row else 0
 
-    def _execute(self, statement: str, args: tuple[Any, ...] | None = None,
-                 database: str | None = None) -> None:
+    def _execute(
+        self,
+        statement: str,
+        args: tuple[Any, ...] | None = None,
+        database: str | None = None,
+    ) -> None:
         conn = mysql_connect(self.params, database)
         try:
             with conn.cursor() as cursor:

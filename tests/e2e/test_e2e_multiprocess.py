@@ -53,8 +53,11 @@ def replicas(
     with running(server_a, server_b), server_a.client() as a, server_b.client() as b:
         create_attribute(a)
         walkthrough = run_walkthrough(
-            a, "postgres", "Postgres",
-            postgres_databases.create(), postgres_databases.create(),
+            a,
+            "postgres",
+            "Postgres",
+            postgres_databases.create(),
+            postgres_databases.create(),
         )
         yield Replicas(a, b, walkthrough)
 
@@ -88,7 +91,7 @@ def test_environment_values_put_through_one_process_route_the_next_query_on_the_
     assert served_by(after) == {walkthrough.prod.database}
 
 
-def test_a_user_attribute_patched_through_one_process_routes_the_next_query_on_the_other(
+def test_a_user_value_patched_through_one_process_routes_the_next_query_on_the_other(
     replicas: Replicas,
 ) -> None:
     walkthrough = replicas.walkthrough

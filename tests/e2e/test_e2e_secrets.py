@@ -66,9 +66,15 @@ class Exchange:
 
 
 def run_errors(
-    client: httpx.Client, exchange: Exchange, pg: Walkthrough, maria: Walkthrough,
-    pg_unreachable: str, maria_unreachable: str, maria_wrong: str,
-    pg_slow: str, maria_slow: str,
+    client: httpx.Client,
+    exchange: Exchange,
+    pg: Walkthrough,
+    maria: Walkthrough,
+    pg_unreachable: str,
+    maria_unreachable: str,
+    maria_wrong: str,
+    pg_slow: str,
+    maria_slow: str,
 ) -> None:
     named = exchange.named
     missing_table = "select * from no_such_table_e2e"
@@ -116,50 +122,103 @@ def exchange(
     exchange = Exchange()
     hooks = {"response": [exchange.keep]}
     with pointsman_server.client(event_hooks=hooks) as client:
-        pg = run_walkthrough(client, "postgres", "Postgres secret",
-                             postgres_databases.create(PASSWORD),
-                             postgres_databases.create(PASSWORD))
+        pg = run_walkthrough(
+            client,
+            "postgres",
+            "Postgres secret",
+            postgres_databases.create(PASSWORD),
+            postgres_databases.create(PASSWORD),
+        )
         maria_user = mariadb_databases.create_user(PASSWORD)
-        maria = run_walkthrough(client, "mariadb", "MariaDB secret",
-                                mariadb_databases.create(maria_user, PASSWORD),
-                                mariadb_databases.create(maria_user, PASSWORD))
+        maria = run_walkthrough(
+            client,
+            "mariadb",
+            "MariaDB secret",
+            mariadb_databases.create(maria_user, PASSWORD),
+            mariadb_databases.create(maria_user, PASSWORD),
+        )
         for value in ("prod", "dev"):
             user_id = create_user(client, f"{unique(value)}@example.com", value)
             for walkthrough in (pg, maria):
                 run_sql(client, walkthrough.base_id, ORDERS_SQL, user_id)
-                client.get(f"/api/v1/connections/{walkthrough.base_id}/route",
-                           params={"userId": user_id})
+                client.get(
+                    f"/api/v1/connections/{walkthrough.base_id}/route",
+                    params={"userId": user_id},
+                )
 
         special_user = mariadb_databases.create_user(URL_SPECIAL_PASSWORD)
         exchange.special = mariadb_databases.create(special_user, URL_SPECIAL_PASSWORD)
-        special = create_connection(client, connection_body(
-            "mariadb", "MariaDB special password", exchange.special))
+        special = create_connection(
+            client,
+            connection_body("mariadb", "MariaDB special password", exchange.special),
+        )
         exchange.named["special password query"] = run_sql(client, special, ORDERS_SQL)
         exchange.named["special password test"] = client.post(
-            f"/api/v1/connections/{special}/test")
+            f"/api/v1/connections/{special}/test"
+        )
 
         closed_port = free_port()
-        pg_unreachable = create_connection(client, connection_body(
-            "postgres", "Postgres unreachable", pg.dev, port=closed_port))
-        maria_unreachable = create_connection(client, connection_body(
-            "mariadb", "MariaDB unreachable", maria.dev, port=closed_port))
-        maria_wrong = create_connection(client, connection_body(
-            "mariadb", "MariaDB wrong password", maria.dev,
-            passwordUnencrypted=WRONG_PASSWORD))
-        pg_slow = create_connection(client, connection_body(
-            "postgres", "Postgres slow", pg.dev, queryTimeoutSeconds=1))
-        maria_slow = create_connection(client, connection_body(
-            "mariadb", "MariaDB slow", maria.dev, queryTimeoutSeconds=1))
-        run_errors(client, exchange, pg, maria, pg_unreachable, maria_unreachable,
-                   maria_wrong, pg_slow, maria_slow)
+        pg_unreachable = create_connection(
+            client,
+            connection_body(
+                "postgres", "Postgres unreachable", pg.dev, port=closed_port
+            ),
+        )
+        maria_unreachable = create_connection(
+            client,
+            connection_body(
+                "mariadb", "MariaDB unreachable", maria.dev, port=closed_port
+            ),
+        )
+        maria_wrong = create_connection(
+            client,
+            connection_body(
+                "mariadb",
+                "MariaDB wrong password",
+                maria.dev,
+                passwordUnencrypted=WRONG_PASSWORD,
+            ),
+        )
+        pg_slow = create_connection(
+            client,
+            connection_body("postgres", "Postgres slow", pg.dev, queryTimeoutSeconds=1),
+        )
+        maria_slow = create_connection(
+            client,
+            connection_body(
+                "mariadb", "MariaDB slow", maria.dev, queryTimeoutSeconds=1
+            ),
+        )
+        run_errors(
+            client,
+            exchange,
+            pg,
+            maria,
+            pg_unreachable,
+            maria_unreachable,
+            maria_wrong,
+            pg_slow,
+            maria_slow,
+        )
 
-        client.patch(f"/api/v1/connections/{pg.prod_id}",
-                     json={"passwordUnencrypted": PASSWORD})
+        client.patch(
+            f"/api/v1/connections/{pg.prod_id}", json={"passwordUnencrypted": PASSWORD}
+        )
         client.delete(f"/api/v1/connections/{pg_unreachable}")
-        read_everything(client, [
-            pg.base_id, pg.prod_id, maria.base_id, maria.prod_id, special,
-            maria_unreachable, maria_wrong, pg_slow, maria_slow,
-        ])
+        read_everything(
+            client,
+            [
+                pg.base_id,
+                pg.prod_id,
+                maria.base_id,
+                maria.prod_id,
+                special,
+                maria_unreachable,
+                maria_wrong,
+                pg_slow,
+                maria_slow,
+            ],
+        )
     yield exchange
 
 
@@ -223,6 +282,9 @@ def test_the_server_log_contains_no_password(
     log = pointsman_server.log_text()
 
     assert "POST /api/v1/query/run" in log, "the log capture holds no requests"
-    leaks = [line for line in log.splitlines()
-             if any(form in line for form in spellings(secret))]
+    leaks = [
+        line
+        for line in log.splitlines()
+        if any(form in line for form in spellings(secret))
+    ]
     assert leaks == []

@@ -103,9 +103,11 @@ def test_the_connection_id_header_matches_the_route(
     response = run_sql(api, walkthrough.base_id, ORDERS_SQL, users[user])
 
     check(response, 200)
-    assert response.headers["X-Pointsman-Connection-Id"] == (
-        job_line(response)["route"]["connectionId"]
+    assert (
+        response.headers["X-Pointsman-Connection-Id"]
+        == (job_line(response)["route"]["connectionId"])
     )
-    assert response.headers["X-Pointsman-Connection-Id"] == (
-        expected_route(walkthrough, user)["connectionId"]
+    assert (
+        response.headers["X-Pointsman-Connection-Id"]
+        == (expected_route(walkthrough, user)["connectionId"])
     )
