@@ -16,6 +16,7 @@ class Settings:
     secret_keys: tuple[str, ...] = ()
     query_wait_seconds: float = 30.0
     rate_limit_per_minute: int = 600
+    pool_idle_seconds: float = 300.0
 
     @classmethod
     def from_env(cls, database_url: str | None = None) -> Settings:
@@ -39,6 +40,9 @@ class Settings:
             ),
             rate_limit_per_minute=int(
                 os.environ.get("POINTSMAN_RATE_LIMIT_PER_MINUTE", "600")
+            ),
+            pool_idle_seconds=float(
+                os.environ.get("POINTSMAN_POOL_IDLE_SECONDS", "300")
             ),
         )
 

@@ -3,6 +3,7 @@ in process, on SQLite files that each hold a row naming themselves."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import sqlite3
 from pathlib import Path
@@ -498,3 +499,19 @@ async def test_query_wait_of_an_unknown_job_is_404(api: httpx.AsyncClient) -> No
     response = await api.get("/api/v1/query/wait", params={"jobIds": job_id})
 
     assert_error(response, 404, f"Job {job_id} not found")
+
+
+async def test_idle_pools_are_closed(
+    api: httpx.AsyncClient, walkthrough: dict[str, str], services: Any
+) -> None:
+    from pointsman.api.queries import close_idle_pools
+
+    await run(api, walkthrough["dev"])
+    assert services.engines.pool_stats(walkthrough["dev"]) is not None
+    services.settings = services.settings.with_overrides(pool_idle_seconds=0.1)
+
+    reaper = asyncio.create_task(close_idle_pools(services))
+    await asyncio.sleep(1.5)
+    reaper.cancel()
+
+    assert services.engines.pool_stats(walkthrough["dev"]) is None

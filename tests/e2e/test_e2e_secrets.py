@@ -5,8 +5,8 @@ response body, a response header or the server's log."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 import httpx
@@ -65,31 +65,93 @@ class Exchange:
         self.responses.append(response)
 
 
-def run_errors(
-    client: httpx.Client,
-    exchange: Exchange,
-    pg: Walkthrough,
-    maria: Walkthrough,
-    pg_unreachable: str,
-    maria_unreachable: str,
-    maria_wrong: str,
-    pg_slow: str,
-    maria_slow: str,
-) -> None:
+def connect(client: httpx.Client, dialect: str, target: Target, **changes: Any) -> str:
+    """A connection to ``target`` under a name of its own."""
+    name = f"{dialect} {unique('secret')}"
+    return create_connection(client, connection_body(dialect, name, target, **changes))
+
+
+def walkthroughs(
+    client: httpx.Client, postgres: PostgresDatabases, mariadb: MariaDBDatabases
+) -> list[Walkthrough]:
+    """The walkthrough with PASSWORD, on PostgreSQL and on MariaDB, then the
+    same SQL (and the route explanation) for a prod and a dev user."""
+    user = mariadb.create_user(PASSWORD)
+    done = [
+        run_walkthrough(
+            client,
+            "postgres",
+            "PG",
+            postgres.create(PASSWORD),
+            postgres.create(PASSWORD),
+        ),
+        run_walkthrough(
+            client,
+            "mariadb",
+            "Maria",
+            mariadb.create(user, PASSWORD),
+            mariadb.create(user, PASSWORD),
+        ),
+    ]
+    for value in ("prod", "dev"):
+        user_id = create_user(client, f"{unique(value)}@example.com", value)
+        for walkthrough in done:
+            base = walkthrough.base_id
+            run_sql(client, base, ORDERS_SQL, user_id)
+            client.get(f"/api/v1/connections/{base}/route", params={"userId": user_id})
+    return done
+
+
+def error_cases(
+    client: httpx.Client, exchange: Exchange, pg: Target, maria: Target
+) -> list[str]:
+    """Each of ERROR_CASES, kept by name; the connections made for them."""
+    closed = free_port()
+    unreachable_pg = connect(client, "postgres", pg, port=closed)
+    unreachable_maria = connect(client, "mariadb", maria, port=closed)
+    wrong = connect(client, "mariadb", maria, passwordUnencrypted=WRONG_PASSWORD)
+    slow_pg = connect(client, "postgres", pg, queryTimeoutSeconds=1)
+    slow_maria = connect(client, "mariadb", maria, queryTimeoutSeconds=1)
+    sound_pg = connect(client, "postgres", pg)
+    sound_maria = connect(client, "mariadb", maria)
+    bad_sql = "select * from no_such_table_e2e"
+
     named = exchange.named
-    missing_table = "select * from no_such_table_e2e"
-    named["postgres bad sql"] = run_sql(client, pg.base_id, missing_table)
-    named["mariadb bad sql"] = run_sql(client, maria.base_id, missing_table)
+    named["postgres bad sql"] = run_sql(client, sound_pg, bad_sql)
+    named["mariadb bad sql"] = run_sql(client, sound_maria, bad_sql)
     named["bad sql, plain json"] = client.post(
         "/api/v1/query/run",
-        json={"query": {"connectionId": pg.base_id, "sql": missing_table}},
+        json={"query": {"connectionId": sound_pg, "sql": bad_sql}},
         headers={"Accept": "application/json"},
     )
-    named["postgres unreachable port"] = run_sql(client, pg_unreachable, "select 1")
-    named["mariadb unreachable port"] = run_sql(client, maria_unreachable, "select 1")
-    named["mariadb wrong password"] = run_sql(client, maria_wrong, "select 1")
-    named["postgres timeout"] = run_sql(client, pg_slow, "select pg_sleep(5)")
-    named["mariadb timeout"] = run_sql(client, maria_slow, "select sleep(5)")
+    named["postgres unreachable port"] = run_sql(client, unreachable_pg, "select 1")
+    named["mariadb unreachable port"] = run_sql(client, unreachable_maria, "select 1")
+    named["mariadb wrong password"] = run_sql(client, wrong, "select 1")
+    named["postgres timeout"] = run_sql(client, slow_pg, "select pg_sleep(5)")
+    named["mariadb timeout"] = run_sql(client, slow_maria, "select sleep(5)")
+    return [
+        unreachable_pg,
+        unreachable_maria,
+        wrong,
+        slow_pg,
+        slow_maria,
+        sound_pg,
+        sound_maria,
+    ]
+
+
+def special_password(
+    client: httpx.Client, exchange: Exchange, mariadb: MariaDBDatabases
+) -> str:
+    """A query and a connection test as a user whose password is URL-special."""
+    user = mariadb.create_user(URL_SPECIAL_PASSWORD)
+    exchange.special = mariadb.create(user, URL_SPECIAL_PASSWORD)
+    special = connect(client, "mariadb", exchange.special)
+    exchange.named["special password query"] = run_sql(client, special, ORDERS_SQL)
+    exchange.named["special password test"] = client.post(
+        f"/api/v1/connections/{special}/test"
+    )
+    return special
 
 
 def read_everything(client: httpx.Client, connection_ids: list[str]) -> None:
@@ -115,111 +177,22 @@ def exchange(
     environment_attribute: str,
     postgres_databases: PostgresDatabases,
     mariadb_databases: MariaDBDatabases,
-) -> Iterator[Exchange]:
-    """The walkthrough on PostgreSQL and MariaDB with PASSWORD, queries as
-    users, the error cases, every read, a password rotation and a delete,
-    all through one recording client."""
+) -> Exchange:
+    """The walkthrough, the error cases, a password rotation, an archive and
+    every read, all through one client that keeps every response."""
     exchange = Exchange()
     hooks = {"response": [exchange.keep]}
     with pointsman_server.client(event_hooks=hooks) as client:
-        pg = run_walkthrough(
-            client,
-            "postgres",
-            "Postgres secret",
-            postgres_databases.create(PASSWORD),
-            postgres_databases.create(PASSWORD),
-        )
-        maria_user = mariadb_databases.create_user(PASSWORD)
-        maria = run_walkthrough(
-            client,
-            "mariadb",
-            "MariaDB secret",
-            mariadb_databases.create(maria_user, PASSWORD),
-            mariadb_databases.create(maria_user, PASSWORD),
-        )
-        for value in ("prod", "dev"):
-            user_id = create_user(client, f"{unique(value)}@example.com", value)
-            for walkthrough in (pg, maria):
-                run_sql(client, walkthrough.base_id, ORDERS_SQL, user_id)
-                client.get(
-                    f"/api/v1/connections/{walkthrough.base_id}/route",
-                    params={"userId": user_id},
-                )
+        pg, maria = walkthroughs(client, postgres_databases, mariadb_databases)
+        special = special_password(client, exchange, mariadb_databases)
+        made = error_cases(client, exchange, pg.dev, maria.dev)
 
-        special_user = mariadb_databases.create_user(URL_SPECIAL_PASSWORD)
-        exchange.special = mariadb_databases.create(special_user, URL_SPECIAL_PASSWORD)
-        special = create_connection(
-            client,
-            connection_body("mariadb", "MariaDB special password", exchange.special),
-        )
-        exchange.named["special password query"] = run_sql(client, special, ORDERS_SQL)
-        exchange.named["special password test"] = client.post(
-            f"/api/v1/connections/{special}/test"
-        )
-
-        closed_port = free_port()
-        pg_unreachable = create_connection(
-            client,
-            connection_body(
-                "postgres", "Postgres unreachable", pg.dev, port=closed_port
-            ),
-        )
-        maria_unreachable = create_connection(
-            client,
-            connection_body(
-                "mariadb", "MariaDB unreachable", maria.dev, port=closed_port
-            ),
-        )
-        maria_wrong = create_connection(
-            client,
-            connection_body(
-                "mariadb",
-                "MariaDB wrong password",
-                maria.dev,
-                passwordUnencrypted=WRONG_PASSWORD,
-            ),
-        )
-        pg_slow = create_connection(
-            client,
-            connection_body("postgres", "Postgres slow", pg.dev, queryTimeoutSeconds=1),
-        )
-        maria_slow = create_connection(
-            client,
-            connection_body(
-                "mariadb", "MariaDB slow", maria.dev, queryTimeoutSeconds=1
-            ),
-        )
-        run_errors(
-            client,
-            exchange,
-            pg,
-            maria,
-            pg_unreachable,
-            maria_unreachable,
-            maria_wrong,
-            pg_slow,
-            maria_slow,
-        )
-
-        client.patch(
-            f"/api/v1/connections/{pg.prod_id}", json={"passwordUnencrypted": PASSWORD}
-        )
-        client.delete(f"/api/v1/connections/{pg_unreachable}")
-        read_everything(
-            client,
-            [
-                pg.base_id,
-                pg.prod_id,
-                maria.base_id,
-                maria.prod_id,
-                special,
-                maria_unreachable,
-                maria_wrong,
-                pg_slow,
-                maria_slow,
-            ],
-        )
-    yield exchange
+        rotate = {"passwordUnencrypted": PASSWORD}
+        expect(client.patch(f"/api/v1/connections/{pg.prod_id}", json=rotate), 200)
+        expect(client.delete(f"/api/v1/connections/{made[0]}"), 200)
+        ids = [pg.base_id, pg.prod_id, maria.base_id, maria.prod_id, special]
+        read_everything(client, ids + made[1:])
+    return exchange
 
 
 @pytest.mark.parametrize("case", ERROR_CASES)

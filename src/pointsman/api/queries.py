@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from typing import Any
 
@@ -28,6 +30,7 @@ from pointsman.routing.resolver import Route, resolve
 from pointsman.routing.snapshot import ConnectionInfo
 from pointsman.services import queries
 from pointsman.services.actors import Actor
+from pointsman.services.container import Services
 from pointsman.services.jobs import Job, Jobs, consume_result, wait_for
 from pointsman.services.paging import is_uuid
 from pointsman.services.query_log import list_entries
@@ -35,12 +38,27 @@ from pointsman.store.models import utcnow
 
 NDJSON = "application/x-ndjson"
 
+log = logging.getLogger(__name__)
+
 
 async def start(app: Starlette) -> None:
     app.state.jobs = Jobs()
+    app.state.pool_reaper = asyncio.create_task(close_idle_pools(app.state.services))
+
+
+async def close_idle_pools(services: Services) -> None:
+    """Close pools nobody used for a while, so a thousand tenants do not mean
+    a thousand open pools forever."""
+    idle = services.settings.pool_idle_seconds
+    while True:
+        await asyncio.sleep(max(1.0, min(60.0, idle / 4)))
+        closed = await services.engines.close_idle(idle)
+        if closed:
+            log.info("closed %d idle pool(s)", len(closed))
 
 
 async def stop(app: Starlette) -> None:
+    app.state.pool_reaper.cancel()
     await app.state.jobs.cancel_all()
     services = app.state.services
     await services.query_log.flush()
