@@ -6,10 +6,11 @@ decide on their own.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 from pointsman.errors import PermissionDenied
-from pointsman.routing.snapshot import ConnectionInfo, Snapshot
+from pointsman.routing.snapshot import ConnectionInfo, GroupInfo, Snapshot, UserInfo
 from pointsman.services.actors import Actor
 
 ROLES = (
@@ -55,11 +56,67 @@ NEEDED_ROLE = {
 }
 
 
+# Numeric priorities as Omni reports them (higher is more permissive).
+PRIORITY = {
+    "NO_ACCESS": 0,
+    "VIEWER": 50,
+    "RESTRICTED_QUERIER": 150,
+    "QUERIER": 250,
+    "MODELER": 350,
+    "CONNECTION_ADMIN": 450,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RoleCandidate:
+    """One way a user holds a role on a connection."""
+
+    role: str
+    origin: str  # "USER" | "GROUP" | "BASE" | "ORG"
+    group: GroupInfo | None = None
+
+    @property
+    def priority(self) -> int:
+        return PRIORITY[self.role]
+
+
+def role_candidates(
+    snapshot: Snapshot, user: UserInfo, connection: ConnectionInfo, *, org_admin: bool
+) -> list[RoleCandidate]:
+    """Every candidate role, most permissive first (the first one wins)."""
+    candidates = [
+        RoleCandidate(canonical_role(connection.base_role) or "NO_ACCESS", "BASE")
+    ]
+    if org_admin:
+        candidates.append(RoleCandidate("CONNECTION_ADMIN", "ORG"))
+    direct = snapshot.user_grants.get((connection.id, user.id))
+    if direct is not None:
+        candidates.append(RoleCandidate(direct, "USER"))
+    for group_id in user.groups:
+        granted = snapshot.group_grants.get((connection.id, group_id))
+        if granted is not None:
+            group = snapshot.groups.get(group_id)
+            candidates.append(RoleCandidate(granted, "GROUP", group))
+    order = {"ORG": 0, "USER": 1, "GROUP": 2, "BASE": 3}
+    candidates.sort(key=lambda c: (-c.priority, order[c.origin]))
+    return candidates
+
+
 def role_on(snapshot: Snapshot, actor: Actor, connection: ConnectionInfo) -> str:
-    """The actor's resolved role on a connection."""
+    """The actor's resolved role on a connection: the most permissive of the
+    base role, their own grant, their groups' grants; admins administer all."""
     if actor.is_org_admin:
         return "CONNECTION_ADMIN"
-    return canonical_role(connection.base_role) or "NO_ACCESS"
+    best = ROLE_RANK.get(canonical_role(connection.base_role) or "NO_ACCESS", 0)
+    user = actor.user
+    direct = snapshot.user_grants.get((connection.id, user.id))
+    if direct is not None:
+        best = max(best, ROLE_RANK[direct])
+    for group_id in user.groups:
+        granted = snapshot.group_grants.get((connection.id, group_id))
+        if granted is not None:
+            best = max(best, ROLE_RANK[granted])
+    return ROLES[best]
 
 
 def allows(

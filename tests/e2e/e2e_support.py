@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,7 +27,10 @@ import psycopg
 import pymysql
 from psycopg import sql
 
+# The console script beside the interpreter running the tests (the venv's).
 POINTSMAN = Path(sys.executable).with_name("pointsman")
+if not POINTSMAN.exists():
+    POINTSMAN = Path(shutil.which("pointsman") or "pointsman")
 STARTUP_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
 CLIENT_TIMEOUT_SECONDS = 60.0

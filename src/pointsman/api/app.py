@@ -15,11 +15,16 @@ from starlette.schemas import SchemaGenerator
 
 from pointsman.api import (
     attributes,
+    audit,
+    branches,
     connections,
     environments,
     health,
     queries,
+    roles,
+    scim_groups,
     scim_users,
+    selections,
     tokens,
 )
 from pointsman.api.auth import RateLimiter
@@ -81,10 +86,15 @@ def all_routes() -> list[BaseRoute]:
         Route("/api/openapi.json", openapi, methods=["GET"]),
         *tokens.routes,
         *scim_users.routes,
+        *scim_groups.routes,
         *attributes.routes,
+        *roles.routes,
+        *selections.routes,
         *connections.routes,
         *environments.routes,
+        *branches.routes,
         *queries.routes,
+        *audit.routes,
     ]
 
 

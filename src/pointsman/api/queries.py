@@ -323,7 +323,8 @@ def _route_without_permission(
     except PointsmanError as exc:
         if exc.status != 403 or not who.actor.is_org_admin:
             raise
-    return resolve(who.snapshot, runner.user, base)
+    branch_info = who.snapshot.branches.get(branch) if branch else None
+    return resolve(who.snapshot, runner.user, base, branch_info)
 
 
 async def query_log(request: Request) -> Response:

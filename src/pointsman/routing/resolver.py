@@ -1,7 +1,8 @@
 """The one place that decides which connection serves a query.
 
 Pure: it reads a :class:`Snapshot` and a request and returns a
-:class:`Route`. No database, no HTTP, no clock.
+:class:`Route`. No database, no HTTP, no clock. First source that applies:
+branch, the user's own pick, the user attribute, the base.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pointsman.routing.snapshot import (
+    BranchInfo,
     ConnectionInfo,
     EnvironmentLink,
     Snapshot,
@@ -37,13 +39,20 @@ class Route:
         }
 
 
+# -- values -------------------------------------------------------------------
+
+
 def effective_values(
     snapshot: Snapshot, user: UserInfo, attribute: str
 ) -> tuple[str, ...]:
-    """The user's own value(s), else the attribute's default, else none."""
-    system = _system_value(user, attribute)
+    """The user's switched value(s) while still provisioned, else their own
+    value(s), else the attribute's default, else none."""
+    system = _system_value(snapshot, user, attribute)
     if system is not None:
         return system
+    switched = snapshot.switches.get((user.id, attribute))
+    if switched and may_switch_to(snapshot, user, attribute, switched):
+        return switched
     own = user.values.get(attribute)
     if own:
         return own
@@ -53,7 +62,28 @@ def effective_values(
     return ()
 
 
-def _system_value(user: UserInfo, attribute: str) -> tuple[str, ...] | None:
+def may_switch_to(
+    snapshot: Snapshot, user: UserInfo, attribute: str, values: tuple[str, ...]
+) -> bool:
+    """Whether the user (directly or through a group) is provisioned with
+    every one of ``values`` for ``attribute``."""
+    provisions = [snapshot.user_provisions.get((attribute, user.id))]
+    provisions += [
+        snapshot.group_provisions.get((attribute, group)) for group in user.groups
+    ]
+    allowed: set[str] = set()
+    for provision in provisions:
+        if provision is None:
+            continue
+        if provision.allow_any_value:
+            return True
+        allowed |= provision.values
+    return bool(values) and all(value in allowed for value in values)
+
+
+def _system_value(
+    snapshot: Snapshot, user: UserInfo, attribute: str
+) -> tuple[str, ...] | None:
     match attribute:
         case "omni_user_id":
             return (user.id,)
@@ -63,12 +93,108 @@ def _system_value(user: UserInfo, attribute: str) -> tuple[str, ...] | None:
             return (user.display_name,)
         case "omni_is_org_admin":
             return ("true" if user.is_org_admin else "false",)
+        case "omni_user_groups":
+            return tuple(
+                snapshot.groups[group].name
+                for group in user.groups
+                if group in snapshot.groups
+            )
     return None
 
 
-def resolve(snapshot: Snapshot, user: UserInfo, base: ConnectionInfo) -> Route:
-    """Route ``user``'s query through ``base``: first source that applies."""
-    return _by_attribute(snapshot, user, base)
+# -- the four sources ---------------------------------------------------------
+
+
+def resolve(
+    snapshot: Snapshot,
+    user: UserInfo,
+    base: ConnectionInfo,
+    branch: BranchInfo | None = None,
+) -> Route:
+    """Route ``user``'s query through ``base``: first source that applies.
+    Each higher source that did not apply leaves a note in the reason."""
+    notes: list[str] = []
+    for source in (_by_branch, _by_selection):
+        route, note = source(snapshot, user, base, branch)
+        if route is not None:
+            return _with_notes(route, notes)
+        if note:
+            notes.append(note)
+    return _with_notes(_by_attribute(snapshot, user, base), notes)
+
+
+def _with_notes(route: Route, notes: list[str]) -> Route:
+    if not notes:
+        return route
+    reason = "; ".join([*notes, route.reason])
+    return Route(
+        route.base_connection_id,
+        route.connection_id,
+        route.connection_environment_id,
+        route.source,
+        reason,
+    )
+
+
+def _live_link(
+    snapshot: Snapshot, base: ConnectionInfo, link_id: str | None
+) -> tuple[EnvironmentLink | None, ConnectionInfo | None, str]:
+    """The link, its live environment connection, or why it cannot serve."""
+    link = snapshot.links.get(link_id) if link_id else None
+    if link is None or link.base_connection_id != base.id:
+        return None, None, "its environment link was deleted"
+    target = snapshot.live_connection(link.environment_connection_id)
+    if target is None:
+        name = _connection_name(snapshot, link.environment_connection_id)
+        return link, None, f"{name} is archived"
+    return link, target, ""
+
+
+def _by_branch(
+    snapshot: Snapshot, user: UserInfo, base: ConnectionInfo, branch: BranchInfo | None
+) -> tuple[Route | None, str]:
+    if branch is None:
+        return None, ""
+    if not base.allow_branch_environments:
+        return None, (
+            f"branch {branch.name} ignored: {base.name} does not allow branch "
+            "environments"
+        )
+    link, target, problem = _live_link(snapshot, base, branch.connection_environment_id)
+    if link is None or target is None:
+        return None, f"branch {branch.name} ignored: {problem}"
+    reason = f"branch {branch.name} pins environment {target.name}"
+    return Route(base.id, target.id, link.id, "branch", reason), ""
+
+
+def _by_selection(
+    snapshot: Snapshot, user: UserInfo, base: ConnectionInfo, _: BranchInfo | None
+) -> tuple[Route | None, str]:
+    key = (user.id, base.id)
+    if key not in snapshot.selections:
+        return None, ""
+    link_id = snapshot.selections[key]
+    if link_id is None:
+        reason = f"the user picked the base {base.name}"
+        return Route(base.id, base.id, None, "user_selection", reason), ""
+    link, target, problem = _live_link(snapshot, base, link_id)
+    if link is None or target is None:
+        return None, f"selection ignored: {problem}"
+    if not may_pick(snapshot, user, link):
+        return None, f"selection ignored: access to {target.name} was withdrawn"
+    reason = f"the user picked environment {target.name}"
+    return Route(base.id, target.id, link.id, "user_selection", reason), ""
+
+
+def may_pick(snapshot: Snapshot, user: UserInfo, link: EnvironmentLink) -> bool:
+    """Org admins may pick any environment; others need a grant, to them or
+    to one of their groups."""
+    if user.is_org_admin:
+        return True
+    if user.id in snapshot.access_users.get(link.id, frozenset()):
+        return True
+    granted = snapshot.access_groups.get(link.id, frozenset())
+    return any(group in granted for group in user.groups)
 
 
 def _base_route(base: ConnectionInfo, reason: str) -> Route:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 SYSTEM_ATTRIBUTES = (
     "omni_user_id",
@@ -57,6 +58,30 @@ class UserInfo:
     is_org_admin: bool
     membership_id: str
     values: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    groups: tuple[str, ...] = ()  # group ids
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    id: str
+    name: str
+    member_ids: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Provision:
+    """Values of one attribute that a user (or a group's members) may switch to."""
+
+    values: frozenset[str]
+    allow_any_value: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BranchInfo:
+    id: str
+    name: str
+    base_connection_id: str
+    connection_environment_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +108,21 @@ class Snapshot:
     attributes: Mapping[str, AttributeDefinition] = field(default_factory=dict)
     users: Mapping[str, UserInfo] = field(default_factory=dict)
     tokens_by_hash: Mapping[str, TokenInfo] = field(default_factory=dict)
+    groups: Mapping[str, GroupInfo] = field(default_factory=dict)
+    # (connection id, user id or group id) -> role
+    user_grants: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    group_grants: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    # (attribute name, user id or group id) -> what they may switch to
+    user_provisions: Mapping[tuple[str, str], Provision] = field(default_factory=dict)
+    group_provisions: Mapping[tuple[str, str], Provision] = field(default_factory=dict)
+    # (user id, attribute name) -> switched values
+    switches: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    # link id -> who may pick it
+    access_users: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    access_groups: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # (user id, base id) -> picked link id, or None for the base itself
+    selections: Mapping[tuple[str, str], str | None] = field(default_factory=dict)
+    branches: Mapping[str, BranchInfo] = field(default_factory=dict)
 
     def live_connection(self, connection_id: str) -> ConnectionInfo | None:
         info = self.connections.get(connection_id)
@@ -96,6 +136,7 @@ def build_snapshot(
     attributes: list[AttributeDefinition],
     users: list[UserInfo],
     tokens: list[tuple[str, TokenInfo]],
+    **access: Any,
 ) -> Snapshot:
     """Index the rows for O(1) look-ups. ``links`` must be in creation order."""
     by_base: dict[str, list[EnvironmentLink]] = {}
@@ -118,4 +159,5 @@ def build_snapshot(
         attributes={definition.name: definition for definition in attributes},
         users={user.id: user for user in users},
         tokens_by_hash=dict(tokens),
+        **access,
     )

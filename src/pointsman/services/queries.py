@@ -113,10 +113,16 @@ def route_for(
     snapshot: Snapshot, runner: Actor, connection: ConnectionInfo, branch_id: str | None
 ) -> Route:
     """Where ``runner``'s query naming ``connection`` goes, permission checked."""
+    branch = None
     if branch_id is not None:
-        # TODO: branches arrive with the identity-and-access work; until then
-        # every branch id is unknown.
-        raise NotFound(f"Branch {branch_id} not found")
+        branch = snapshot.branches.get(branch_id)
+        if branch is None:
+            raise NotFound(f"Branch {branch_id} not found")
+        if branch.base_connection_id != connection.id:
+            raise ValidationFailed(
+                "branchId",
+                f"Branch {branch_id} belongs to another base connection",
+            )
     if connection.id in snapshot.links_by_environment:
         if not policy.allows(snapshot, runner, Action.QUERY_DIRECT, connection):
             raise PermissionDenied()
@@ -129,7 +135,7 @@ def route_for(
             "for maintenance by a connection admin",
         )
     policy.require(snapshot, runner, Action.QUERY_BASE, connection)
-    return resolve(snapshot, runner.user, connection)
+    return resolve(snapshot, runner.user, connection, branch)
 
 
 def new_job_id() -> str:

@@ -10,8 +10,11 @@ from sqlalchemy.orm import Session
 
 from pointsman.routing.snapshot import (
     AttributeDefinition,
+    BranchInfo,
     ConnectionInfo,
     EnvironmentLink,
+    GroupInfo,
+    Provision,
     Snapshot,
     TokenInfo,
     UserInfo,
@@ -63,17 +66,116 @@ def load_snapshot(session: Session, version: int) -> Snapshot:
         )
         for row in attribute_rows
     ]
+    names = {row.id: row.name for row in attribute_rows}
+    memberships = _memberships(session)
     return build_snapshot(
         version,
         connections,
         links,
         attributes,
-        _users(session, {row.id: row.name for row in attribute_rows}),
+        _users(session, names, memberships),
         _tokens(session),
+        groups=_groups(session, memberships),
+        **_grants(session),
+        **_provisions(session, names),
+        switches=_switches(session, names),
+        **_access(session),
+        selections={
+            (row.user_id, row.base_connection_id): row.connection_environment_id
+            for row in session.scalars(select(models.EnvironmentSelection))
+        },
+        branches={
+            row.id: BranchInfo(
+                id=row.id,
+                name=row.name,
+                base_connection_id=row.base_connection_id,
+                connection_environment_id=row.connection_environment_id,
+            )
+            for row in session.scalars(select(models.Branch))
+        },
     )
 
 
-def _users(session: Session, attribute_names: dict[str, str]) -> list[UserInfo]:
+def _memberships(session: Session) -> dict[str, list[str]]:
+    """user id -> group ids."""
+    groups: dict[str, list[str]] = {}
+    for row in session.scalars(
+        select(models.GroupMember).order_by(models.GroupMember.group_id)
+    ):
+        groups.setdefault(row.user_id, []).append(row.group_id)
+    return groups
+
+
+def _groups(
+    session: Session, memberships: dict[str, list[str]]
+) -> dict[str, GroupInfo]:
+    members: dict[str, set[str]] = {}
+    for user_id, group_ids in memberships.items():
+        for group_id in group_ids:
+            members.setdefault(group_id, set()).add(user_id)
+    return {
+        row.id: GroupInfo(row.id, row.display_name, frozenset(members.get(row.id, ())))
+        for row in session.scalars(select(models.Group))
+    }
+
+
+def _grants(session: Session) -> dict[str, dict[tuple[str, str], str]]:
+    users: dict[tuple[str, str], str] = {}
+    groups: dict[tuple[str, str], str] = {}
+    for row in session.scalars(select(models.RoleGrant)):
+        if row.user_id is not None:
+            users[(row.connection_id, row.user_id)] = row.role
+        elif row.group_id is not None:
+            groups[(row.connection_id, row.group_id)] = row.role
+    return {"user_grants": users, "group_grants": groups}
+
+
+def _provisions(
+    session: Session, names: dict[str, str]
+) -> dict[str, dict[tuple[str, str], Provision]]:
+    users: dict[tuple[str, str], Provision] = {}
+    groups: dict[tuple[str, str], Provision] = {}
+    for row in session.scalars(select(models.SelectableValues)):
+        name = names.get(row.attribute_id)
+        if name is None:
+            continue
+        provision = Provision(frozenset(row.values or ()), row.allow_any_value)
+        if row.user_id is not None:
+            users[(name, row.user_id)] = provision
+        elif row.group_id is not None:
+            groups[(name, row.group_id)] = provision
+    return {"user_provisions": users, "group_provisions": groups}
+
+
+def _switches(
+    session: Session, names: dict[str, str]
+) -> dict[tuple[str, str], tuple[str, ...]]:
+    return {
+        (row.user_id, names[row.attribute_id]): tuple(row.values)
+        for row in session.scalars(select(models.AttributeSelection))
+        if row.attribute_id in names and row.values
+    }
+
+
+def _access(session: Session) -> dict[str, dict[str, frozenset[str]]]:
+    users: dict[str, set[str]] = {}
+    groups: dict[str, set[str]] = {}
+    for row in session.scalars(select(models.EnvironmentAccess)):
+        if row.user_id is not None:
+            users.setdefault(row.connection_environment_id, set()).add(row.user_id)
+        elif row.group_id is not None:
+            groups.setdefault(row.connection_environment_id, set()).add(row.group_id)
+    return {
+        "access_users": {link: frozenset(ids) for link, ids in users.items()},
+        "access_groups": {link: frozenset(ids) for link, ids in groups.items()},
+    }
+
+
+def _users(
+    session: Session,
+    attribute_names: dict[str, str],
+    memberships: dict[str, list[str]],
+) -> list[UserInfo]:
     values: dict[str, dict[str, tuple[str, ...]]] = {}
     for row in session.scalars(select(models.UserAttributeValue)):
         name = attribute_names.get(row.attribute_id)
@@ -88,6 +190,7 @@ def _users(session: Session, attribute_names: dict[str, str]) -> list[UserInfo]:
             is_org_admin=row.is_org_admin,
             membership_id=row.membership_id,
             values=values.get(row.id, {}),
+            groups=tuple(memberships.get(row.id, ())),
         )
         for row in session.scalars(select(models.User))
     ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+import string
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -213,3 +215,156 @@ class QueryLogEntry(Base):
     row_count: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), nullable=False)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+# -- identity and access ------------------------------------------------------
+
+
+def new_group_id() -> str:
+    """SCIM group ids are short opaque strings, as Omni's are."""
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(8))
+
+
+class Group(Base):
+    __tablename__ = "groups"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True, default=new_group_id)
+    display_name: Mapped[str] = mapped_column(String(512), unique=True, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class GroupMember(Base):
+    __tablename__ = "group_members"
+
+    group_id: Mapped[str] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class RoleGrant(Base):
+    """A connection role given to one user or one group (exactly one is set)."""
+
+    __tablename__ = "role_grants"
+    __table_args__ = (
+        UniqueConstraint("connection_id", "user_id"),
+        UniqueConstraint("connection_id", "group_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    connection_id: Mapped[str] = mapped_column(
+        ForeignKey("connections.id"), nullable=False, index=True
+    )
+    user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE")
+    )
+    group_id: Mapped[str | None] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE")
+    )
+    role: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SelectableValues(Base):
+    """The values of an attribute a user or a group may switch to."""
+
+    __tablename__ = "selectable_values"
+    __table_args__ = (
+        UniqueConstraint("attribute_id", "user_id"),
+        UniqueConstraint("attribute_id", "group_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    attribute_id: Mapped[str] = mapped_column(
+        ForeignKey("user_attributes.id", ondelete="CASCADE"), nullable=False
+    )
+    user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE")
+    )
+    group_id: Mapped[str | None] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE")
+    )
+    values: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    allow_any_value: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AttributeSelection(Base):
+    """A user's switch: the value(s) they chose for an attribute."""
+
+    __tablename__ = "attribute_selections"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    attribute_id: Mapped[str] = mapped_column(
+        ForeignKey("user_attributes.id", ondelete="CASCADE"), primary_key=True
+    )
+    values: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EnvironmentAccess(Base):
+    """Who may pick an environment as their own (one user or one group)."""
+
+    __tablename__ = "environment_access"
+    __table_args__ = (
+        UniqueConstraint("connection_environment_id", "user_id"),
+        UniqueConstraint("connection_environment_id", "group_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    connection_environment_id: Mapped[str] = mapped_column(
+        ForeignKey("connection_environments.id", ondelete="CASCADE"), nullable=False
+    )
+    user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE")
+    )
+    group_id: Mapped[str | None] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE")
+    )
+
+
+class EnvironmentSelection(Base):
+    """A user's pick for a base. The link id is kept even after the link
+    goes (no foreign key), so a stale pick is seen and skipped, never
+    silently turned into a pick of the base."""
+
+    __tablename__ = "environment_selections"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    base_connection_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    connection_environment_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Branch(Base):
+    """A branch pinning one environment of a base."""
+
+    __tablename__ = "branches"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(256), nullable=False)
+    base_connection_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    connection_environment_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_at", "at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    actor_user_id: Mapped[str | None] = mapped_column(String(36))
+    token_id: Mapped[str | None] = mapped_column(String(36))
+    action: Mapped[str] = mapped_column(String(16), nullable=False)
+    resource_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    resource_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
