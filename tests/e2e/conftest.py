@@ -3,6 +3,7 @@ the tests point it at."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import httpx
@@ -22,13 +23,29 @@ from e2e_support import (
 
 
 @pytest.fixture(scope="session")
+def store_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The shared server's metadata store: SQLite, or a fresh PostgreSQL
+    database when POINTSMAN_TEST_STORE=postgres."""
+    if os.environ.get("POINTSMAN_TEST_STORE", "sqlite") != "postgres":
+        yield f"sqlite:///{tmp_path_factory.mktemp('store') / 'store.db'}"
+        return
+    params: AdminParams = request.getfixturevalue("postgres_admin_params")
+    databases = PostgresDatabases(params)
+    target = databases.create(orders=False)
+    yield databases.url(target.database)
+    databases.close()
+
+
+@pytest.fixture(scope="session")
 def pointsman_server(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, store_url: str
 ) -> Iterator[ServerProcess]:
     """``pointsman init`` then ``pointsman serve`` on a free port, with a fresh
-    SQLite store and secret key; stdout and stderr go to ``server.log``."""
+    store and secret key; stdout and stderr go to ``server.log``."""
     data_dir = tmp_path_factory.mktemp("pointsman")
-    env = store_env(data_dir, f"sqlite:///{data_dir / 'store.db'}", new_secret_key())
+    env = store_env(data_dir, store_url, new_secret_key())
     token = init_store(env)
     server = spawn_server(env, token, data_dir / "server.log")
 
