@@ -97,9 +97,29 @@ def role_candidates(
         if granted is not None:
             group = snapshot.groups.get(group_id)
             candidates.append(RoleCandidate(granted, "GROUP", group))
-    order = {"ORG": 0, "USER": 1, "GROUP": 2, "BASE": 3}
-    candidates.sort(key=lambda c: (-c.priority, order[c.origin]))
-    return candidates
+    return _ranked(candidates)
+
+
+def group_role_candidates(
+    snapshot: Snapshot, group: GroupInfo, connection: ConnectionInfo
+) -> list[RoleCandidate]:
+    """What a group's grant and the base role would give its members on a
+    connection, most permissive first."""
+    candidates = [
+        RoleCandidate(canonical_role(connection.base_role) or "NO_ACCESS", "BASE")
+    ]
+    granted = snapshot.group_grants.get((connection.id, group.id))
+    if granted is not None:
+        candidates.append(RoleCandidate(granted, "GROUP", group))
+    return _ranked(candidates)
+
+
+# Between candidates of equal priority, the more specific origin is named.
+ORIGIN_ORDER = {"ORG": 0, "USER": 1, "GROUP": 2, "BASE": 3}
+
+
+def _ranked(candidates: list[RoleCandidate]) -> list[RoleCandidate]:
+    return sorted(candidates, key=lambda c: (-c.priority, ORIGIN_ORDER[c.origin]))
 
 
 def role_on(snapshot: Snapshot, actor: Actor, connection: ConnectionInfo) -> str:

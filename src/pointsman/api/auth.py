@@ -13,6 +13,7 @@ from pointsman.errors import TooManyRequests
 from pointsman.routing.snapshot import Snapshot
 from pointsman.services.actors import Actor, authenticate
 from pointsman.services.container import Services
+from pointsman.store import audit
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +53,11 @@ def bearer_token(request: Request) -> str | None:
 
 async def caller(request: Request) -> Caller:
     services: Services = request.app.state.services
-    snapshot = await call(services.snapshot)
+    snapshot = services.snapshots.peek()
+    if snapshot is None:
+        snapshot = await call(services.snapshots.current)
     actor = authenticate(snapshot, bearer_token(request))
     request.app.state.rate_limiter.check(actor.token.id)
     request.state.actor = actor
+    audit.set_actor(actor.user.id, actor.token.id)
     return Caller(services, snapshot, actor)

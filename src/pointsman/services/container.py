@@ -38,7 +38,9 @@ class Services:
         return cls(settings=settings, store=store, secrets=box)
 
     def snapshot(self) -> Snapshot:
-        return self.snapshots.current()
+        snapshot = self.snapshots.peek()
+        return snapshot if snapshot is not None else self.snapshots.current()
 
     def close(self) -> None:
+        self.snapshots.close()
         self.store.dispose()

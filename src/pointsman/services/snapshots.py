@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,6 +22,7 @@ from pointsman.routing.snapshot import (
     build_snapshot,
 )
 from pointsman.store import models
+from pointsman.store.changes import ChangeFeed, feed_for
 from pointsman.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -214,27 +216,62 @@ def _tokens(session: Session) -> list[tuple[str, TokenInfo]]:
 
 class SnapshotCache:
     """Holds the snapshot of the newest configuration version this process
-    has seen; every call checks the store's version first, so a change made
-    by any process is seen on the very next request."""
+    has seen. A change made by any process is seen on the very next request:
+    :meth:`peek` answers from memory only while the change feed says nothing
+    can have moved; otherwise :meth:`current` reads the store's version."""
 
-    def __init__(self, store: Store):
+    # Even a silent feed is double-checked this often.
+    RECHECK_SECONDS = 5.0
+
+    def __init__(self, store: Store, feed: ChangeFeed | None = None):
         self._store = store
+        self._feed = feed if feed is not None else feed_for(store)
         self._snapshot: Snapshot | None = None
         self._lock = threading.Lock()
+        self._reload_lock = threading.Lock()
+        self._signals = 0  # "maybe changed" signals seen
+        self._settled = -1  # signals accounted for by the last version read
+        self._checked_at = 0.0
+        store.on_write(self.invalidate)
+
+    def invalidate(self) -> None:
+        """Something changed: the next request reads the store's version."""
+        with self._lock:
+            self._signals += 1
+
+    def peek(self) -> Snapshot | None:
+        """The snapshot, if nothing can have changed since it was checked;
+        cheap enough for every request. None means: call :meth:`current`."""
+        with self._lock:
+            if self._feed.changed():
+                self._signals += 1
+            if time.monotonic() - self._checked_at > self.RECHECK_SECONDS:
+                self._signals += 1
+            if self._signals != self._settled:
+                return None
+            return self._snapshot
 
     def current(self) -> Snapshot:
-        version = self._store.version()
-        snapshot = self._snapshot
-        if snapshot is not None and snapshot.version == version:
+        """The snapshot at the store's current version (reads the store)."""
+        with self._reload_lock:
+            with self._lock:
+                signals = self._signals
+            version = self._store.version()
+            snapshot = self._snapshot
+            if snapshot is None or snapshot.version != version:
+                with self._store.read() as session:
+                    snapshot = load_snapshot(session, self._store_version(session))
+                log.debug(
+                    "configuration snapshot reloaded at version %d", snapshot.version
+                )
+            with self._lock:
+                self._snapshot = snapshot
+                self._settled = signals
+                self._checked_at = time.monotonic()
             return snapshot
-        with self._lock:
-            if self._snapshot is not None and self._snapshot.version == version:
-                return self._snapshot
-            with self._store.read() as session:
-                fresh = load_snapshot(session, self._store_version(session))
-            self._snapshot = fresh
-            log.debug("configuration snapshot reloaded at version %d", fresh.version)
-            return fresh
+
+    def close(self) -> None:
+        self._feed.close()
 
     def _store_version(self, session: Session) -> int:
         value = session.scalar(

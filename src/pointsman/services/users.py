@@ -57,22 +57,25 @@ IGNORED_PATHS = ("externalid", "name", "emails", "title", "locale", "timezone")
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:user"
 
 AttributeValues = Mapping[str, list[str]]
+GroupRef = dict[str, str]  # {"display": <group name>, "value": <group id>}
 
 
 @dataclass
 class Draft:
     """A user being changed: the row, their own values by attribute name,
-    and the attribute definitions by name."""
+    the attribute definitions by name, and the groups they belong to."""
 
     user: models.User
     values: dict[str, list[str]]
     definitions: dict[str, models.UserAttribute]
+    groups: list[GroupRef]
 
 
 def user_resource(
     user: models.User,
     values: AttributeValues,
     definitions: Mapping[str, models.UserAttribute],
+    groups: list[GroupRef] | None = None,
 ) -> dict[str, Any]:
     """The SCIM user resource (timestamps are datetimes: the edge writes
     them as ISO 8601)."""
@@ -88,7 +91,7 @@ def user_resource(
         "displayName": user.display_name,
         "active": user.active,
         "emails": [{"primary": True, "value": user.email}],
-        "groups": [],
+        "groups": groups or [],
         "meta": {
             "created": user.created_at,
             "lastModified": user.updated_at,
@@ -105,8 +108,8 @@ def user_resource(
 
 def list_users(store: Store, params: Mapping[str, str]) -> dict[str, Any]:
     """A SCIM ListResponse, in creation order."""
-    start = _whole(params.get("startIndex"), "startIndex", default=1, least=1)
-    count = _whole(params.get("count"), "count", default=100, least=0)
+    start = paging_number(params.get("startIndex"), "startIndex", default=1, least=1)
+    count = paging_number(params.get("count"), "count", default=100, least=0)
     condition = _filter(params.get("filter"))
     query = select(models.User)
     if condition is not None:
@@ -122,9 +125,12 @@ def list_users(store: Store, params: Mapping[str, str]) -> dict[str, Any]:
             )
         )
         definitions = definitions_by_name(session)
-        values = _values_of(session, [row.id for row in rows], definitions)
+        ids = [row.id for row in rows]
+        values = _values_of(session, ids, definitions)
+        groups = _groups_of(session, ids)
         resources = [
-            user_resource(row, values.get(row.id, {}), definitions) for row in rows
+            user_resource(row, values.get(row.id, {}), definitions, groups.get(row.id))
+            for row in rows
         ]
 
     return {
@@ -162,7 +168,7 @@ def create_user(store: Store, body: Mapping[str, Any]) -> dict[str, Any]:
             session.flush()
         except IntegrityError:
             raise Conflict(f"User with email {email} already exists") from None
-        draft = Draft(user, {}, definitions_by_name(session))
+        draft = Draft(user, {}, definitions_by_name(session), [])
         _apply_attributes(draft, body.get(ATTRIBUTES), "replace")
         _save(session, draft, touch=False)
         return _resource(draft)
@@ -185,7 +191,7 @@ def replace_user(store: Store, user_id: str, body: Mapping[str, Any]) -> dict[st
 
 def patch_user(store: Store, user_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
     """SCIM PatchOp; all operations apply, or none."""
-    operations = _operations(body)
+    operations = patch_operations(body)
     with store.write() as session:
         draft = _load(session, user_id)
         for index, operation in enumerate(operations):
@@ -237,11 +243,26 @@ def _values_of(
     return values
 
 
+def _groups_of(session: Session, user_ids: Iterable[str]) -> dict[str, list[GroupRef]]:
+    """The groups of these users, by user id, in group creation order."""
+    rows = session.execute(
+        select(models.GroupMember.user_id, models.Group.id, models.Group.display_name)
+        .join(models.Group, models.Group.id == models.GroupMember.group_id)
+        .where(models.GroupMember.user_id.in_(list(user_ids)))
+        .order_by(models.Group.created_at, models.Group.id)
+    )
+    groups: dict[str, list[GroupRef]] = {}
+    for user_id, group_id, name in rows:
+        groups.setdefault(user_id, []).append({"display": name, "value": group_id})
+    return groups
+
+
 def _load(session: Session, user_id: str) -> Draft:
     user = _get(session, user_id)
     definitions = definitions_by_name(session)
     values = _values_of(session, [user.id], definitions).get(user.id, {})
-    return Draft(user, values, definitions)
+    groups = _groups_of(session, [user.id]).get(user.id, [])
+    return Draft(user, values, definitions, groups)
 
 
 def _save(session: Session, draft: Draft, *, touch: bool = True) -> None:
@@ -265,7 +286,7 @@ def _save(session: Session, draft: Draft, *, touch: bool = True) -> None:
 
 
 def _resource(draft: Draft) -> dict[str, Any]:
-    return user_resource(draft.user, draft.values, draft.definitions)
+    return user_resource(draft.user, draft.values, draft.definitions, draft.groups)
 
 
 # -- fields ---------------------------------------------------------------------
@@ -320,7 +341,7 @@ def _check_user_name(draft: Draft, raw: Any, field: str) -> None:
         raise ValidationFailed(field, USER_NAME_FIXED)
 
 
-def _whole(raw: str | None, field: str, *, default: int, least: int) -> int:
+def paging_number(raw: str | None, field: str, *, default: int, least: int) -> int:
     """A SCIM paging number; values below the least allowed are raised to it,
     as RFC 7644 asks, and huge ones lowered to what a database can take."""
     if raw is None or not raw.strip():
@@ -390,7 +411,8 @@ def _apply_attributes(draft: Draft, raw: Any, op: str) -> None:
 # -- PATCH ----------------------------------------------------------------------
 
 
-def _operations(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+def patch_operations(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The ``Operations`` of a SCIM PatchOp body: at least one, each an object."""
     operations = body.get("Operations", body.get("operations"))
     if operations is None:
         raise ValidationFailed("Operations", "Required")

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select, update
+from sqlalchemy import Engine, create_engine, event, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from pointsman.store import audit
 from pointsman.store.models import ConfigState
 
 log = logging.getLogger(__name__)
+
+CHANGE_CHANNEL = "pointsman_config"
 
 
 def normalise_url(url: str) -> str:
@@ -49,6 +52,12 @@ class Store:
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        audit.install(self._sessions)
+        self._write_listeners: list[Callable[[], None]] = []
+
+    def on_write(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every committed configuration write."""
+        self._write_listeners.append(listener)
 
     def describe(self) -> str:
         """The URL without its password, for messages and logs."""
@@ -70,6 +79,12 @@ class Store:
                 .where(ConfigState.id == 1)
                 .values(version=ConfigState.version + 1)
             )
+            if not self.is_sqlite:
+                # Delivered at commit to every process listening (see changes.py).
+                session.execute(text(f"select pg_notify('{CHANGE_CHANNEL}', '')"))
+        # This process's own requests must not wait for the notification.
+        for listener in self._write_listeners:
+            listener()
 
     @contextmanager
     def log_write(self) -> Iterator[Session]:
