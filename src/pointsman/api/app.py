@@ -20,6 +20,7 @@ from pointsman.api import (
     connections,
     environments,
     health,
+    metrics,
     queries,
     roles,
     scim_groups,
@@ -94,6 +95,7 @@ def all_routes() -> list[BaseRoute]:
         *environments.routes,
         *branches.routes,
         *queries.routes,
+        *metrics.routes,
         *audit.routes,
     ]
 

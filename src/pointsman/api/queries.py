@@ -91,11 +91,15 @@ async def _execute(
         error = exc.detail
         raise
     finally:
+        elapsed = time.perf_counter() - clock
+        services.metrics.observe(
+            route.connection_id, route.source, status.lower(), elapsed
+        )
         services.query_log.record(
             {
                 "id": job_id,
                 "started_at": started,
-                "duration_ms": round((time.perf_counter() - clock) * 1000, 3),
+                "duration_ms": round(elapsed * 1000, 3),
                 "user_id": runner_id,
                 "token_id": who.actor.token.id,
                 "base_connection_id": route.base_connection_id,

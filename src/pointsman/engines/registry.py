@@ -134,6 +134,10 @@ class EngineRegistry:
             await self.close(connection_id)
         return stale
 
+    def open_connection_ids(self) -> list[str]:
+        """The connections that have a pool right now."""
+        return list(self._engines)
+
     def pool_stats(self, connection_id: str) -> dict[str, Any] | None:
         engine = self._engines.get(connection_id)
         if engine is None:

@@ -9,6 +9,7 @@ from pointsman.config import Settings
 from pointsman.crypto import SecretBox, load_keys
 from pointsman.engines.registry import EngineRegistry
 from pointsman.routing.snapshot import Snapshot
+from pointsman.services.metrics import Metrics
 from pointsman.services.query_log import QueryLog
 from pointsman.services.snapshots import SnapshotCache
 from pointsman.services.specs import SpecCache
@@ -24,12 +25,14 @@ class Services:
     specs: SpecCache = field(init=False)
     engines: EngineRegistry = field(init=False)
     query_log: QueryLog = field(init=False)
+    metrics: Metrics = field(init=False)
 
     def __post_init__(self) -> None:
         self.snapshots = SnapshotCache(self.store)
         self.specs = SpecCache(self.store, self.secrets)
         self.engines = EngineRegistry()
         self.query_log = QueryLog(self.store)
+        self.metrics = Metrics(self.engines)
 
     @classmethod
     def open(cls, settings: Settings) -> Services:
