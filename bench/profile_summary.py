@@ -37,10 +37,10 @@ def main() -> None:
             continue
         samples = int(count)
         frames = stack.split(";")
-        thread = next((f for f in frames if f.startswith("thread ")), "?")
         frames = [frame_name(f) for f in frames if "(" in f and ".py" in f]
         total += samples
-        threads["main" if "MainThread" in thread else "other threads"] += samples
+        worker = any(f.startswith("Thread._bootstrap ") for f in frames)
+        threads["worker threads" if worker else "event loop"] += samples
         if frames:
             own[frames[-1]] += samples
         for name in set(frames):

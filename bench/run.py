@@ -57,6 +57,8 @@ from common import (
     POOL_SIZE,
     ROW_COUNTS,
     SCENARIOS,
+    busy_cores_since,
+    machine_ticks,
     rss_mb,
 )
 from cryptography.fernet import Fernet
@@ -118,9 +120,12 @@ def job_of(response: httpx.Response) -> dict[str, Any]:
 
 
 class Bench:
-    def __init__(self, quick: bool, profile_dir: Path | None = None):
+    def __init__(
+        self, quick: bool, profile_dir: Path | None = None, quiet_wait: float = 0.0
+    ):
         self.quick = quick
         self.profile_dir = profile_dir
+        self.quiet_wait = quiet_wait
         self.warmup, self.duration = (0.5, 3.0) if quick else (2.0, 10.0)
         self.tmp = Path(tempfile.mkdtemp(prefix="pointsman-bench-"))
         self.prefix = f"psmbench_{os.getpid()}"
@@ -216,7 +221,20 @@ class Bench:
                 time.sleep(0.05)
         raise RuntimeError(f"{url}: the server did not start")
 
+    def wait_for_quiet(self) -> None:
+        """With --quiet-wait S, wait up to S seconds for the machine to idle
+        (other work under NOISY_CORES over half a second) before measuring."""
+        deadline = time.monotonic() + self.quiet_wait
+        while time.monotonic() < deadline:
+            before = machine_ticks()
+            time.sleep(0.5)
+            if busy_cores_since(before, 0.5) < NOISY_CORES:
+                return
+        if self.quiet_wait:
+            log(f"  (the machine stayed busy for {self.quiet_wait:.0f} s; measuring)")
+
     def load(self, spec: dict[str, Any]) -> dict[str, Any]:
+        self.wait_for_quiet()
         spec = {
             "concurrency": CONCURRENCY,
             "warmup": self.warmup,
@@ -272,6 +290,10 @@ class Bench:
 
     def record(self, scenario: str, system: str, result: dict[str, Any]) -> None:
         row = {"scenario": scenario, "system": system, **result}
+        cpu = result["cpu_cores"]
+        row["server_cpu_ms_per_query"] = ratio(
+            cpu.get("server", cpu["loadgen"]) * 1000, result["qps"]
+        )
         self.rows.append(row)
         error = f", {result['errors']} errors" if result["errors"] else ""
         log(
@@ -506,6 +528,7 @@ class Bench:
 
     def run_resolver(self) -> list[dict[str, Any]]:
         log("resolver:")
+        self.wait_for_quiet()
         command = [PYTHON, str(HERE / "resolver_bench.py")]
         if self.quick:
             command.append("--quick")
@@ -627,6 +650,9 @@ def evaluate(
         row["qps_vs_bare"] = ratio(row["qps"], bare["qps"])
         row["p99_vs_floor"] = ratio(row["p99_ms"], floor["p99_ms"])
         row["p99_vs_bare"] = ratio(row["p99_ms"], bare["p99_ms"])
+        row["cpu_per_query_vs_bare"] = ratio(
+            row["server_cpu_ms_per_query"], bare["server_cpu_ms_per_query"]
+        )
         checks = []
         if row["scenario"] in ("select 1", "100 rows"):
             checks = [
@@ -708,6 +734,7 @@ def print_report(report: dict[str, Any]) -> None:
         "p99÷floor",
         "p99÷bare",
         "cpu srv",
+        "srv ms/q",
         "cpu pg",
         "cpu other",
         "targets",
@@ -727,13 +754,14 @@ def print_report(report: dict[str, Any]) -> None:
                 fmt(row.get("p99_vs_floor"), ".2f"),
                 fmt(row.get("p99_vs_bare"), ".2f"),
                 fmt(cpu.get("server", cpu["loadgen"]), ".2f"),
+                fmt(row.get("server_cpu_ms_per_query"), ".3f"),
                 fmt(cpu.get("postgres"), ".2f"),
                 fmt(cpu.get("other"), ".2f"),
                 " ".join(row.get("targets", [])),
             ]
         )
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    numeric = range(2, 12)
+    numeric = range(2, 13)
     print()
     for index, line in enumerate(table):
         cells = [
@@ -746,7 +774,9 @@ def print_report(report: dict[str, Any]) -> None:
     print(
         "cpu: cores used while measured by the system under test (the load "
         "generator's own process for the floor), by PostgreSQL's backends of the "
-        "benchmark's databases, and by anything else on the machine"
+        "benchmark's databases, and by anything else on the machine; srv ms/q: "
+        "CPU milliseconds the system under test spent per query (less sensitive "
+        "to other load than q/s)"
     )
     busiest = max(row["cpu_cores"].get("other", 0.0) for row in report["throughput"])
     if busiest > NOISY_CORES:
@@ -780,8 +810,30 @@ def print_report(report: dict[str, Any]) -> None:
         f"{meta['duration_s']} s per scenario after {meta['warmup_s']} s warmup, "
         f"pool size {meta['pool_size']} x {meta['pools']} databases; "
         f"load average {meta['load_before']} before, {meta['load_after']} after; "
-        f"took {meta['elapsed_s']:.0f} s"
+        f"pointsman at {meta['git']}; took {meta['elapsed_s']:.0f} s"
     )
+
+
+def git_state() -> str:
+    """The commit measured, and whether src/ had uncommitted changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=HERE,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"],
+            cwd=HERE.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" + uncommitted changes in src/" if dirty else "")
 
 
 def main() -> int:
@@ -794,6 +846,14 @@ def main() -> int:
         help="sample pointsman with py-spy (pip install py-spy) into DIR, "
         "one collapsed-stack file per scenario",
     )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="before each measurement wait up to S seconds for a shared machine "
+        "to go idle",
+    )
     args = parser.parse_args()
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
@@ -804,7 +864,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, interrupted)
     began = time.perf_counter()
     load_before = os.getloadavg()
-    bench = Bench(args.quick, args.profile)
+    bench = Bench(args.quick, args.profile, args.quiet_wait)
     try:
         log(f"creating databases {bench.prefix}_* ...")
         bench.create_databases()
@@ -819,6 +879,7 @@ def main() -> int:
     report = {
         "meta": {
             "mode": "quick" if args.quick else "full",
+            "git": git_state(),
             "cpus": os.cpu_count(),
             "cpu_model": platform.processor() or platform.machine(),
             "python": platform.python_version(),

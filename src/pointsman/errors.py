@@ -124,3 +124,26 @@ class SecretUnreadableError(EngineError):
     """The stored secret cannot be decrypted with the keys this server has."""
 
     status = 500
+
+
+class ConnectionBusyError(EngineError):
+    """No pooled connection came free within the connection's
+    ``acquireTimeoutSeconds``, or this server's cap on open database
+    connections left no room; the detail names the connection."""
+
+    status = 503
+
+    def __init__(self, detail: str, *, retry_after_seconds: int = 1):
+        self.retry_after_seconds = retry_after_seconds
+        super().__init__(detail)
+
+
+class QueryQueueFullError(EngineError):
+    """The connection already runs ``maxConcurrentQueries`` and has
+    ``maxQueuedQueries`` more waiting: the query is refused, not queued."""
+
+    status = 429
+
+    def __init__(self, detail: str, *, retry_after_seconds: int = 1):
+        self.retry_after_seconds = retry_after_seconds
+        super().__init__(detail)

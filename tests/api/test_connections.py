@@ -460,3 +460,39 @@ async def test_a_wrong_method_answers_the_error_body(api: httpx.AsyncClient) -> 
     response = await api.put("/api/v1/connections")
 
     assert_error(response, 405, "Invalid method")
+
+
+async def test_a_name_longer_than_512_characters_is_400(api: httpx.AsyncClient) -> None:
+    response = await api.post("/api/v1/connections", json=connection_body("x" * 513))
+
+    assert_error(response, 400, "Bad Request: name: Must be at most 512 characters")
+
+
+async def test_a_nul_character_is_400_naming_the_field(api: httpx.AsyncClient) -> None:
+    response = await api.post("/api/v1/connections", json=connection_body("a\x00b"))
+
+    assert_error(response, 400, "Bad Request: name: NUL characters are not allowed")
+
+
+async def test_a_body_over_the_size_limit_is_413(api: httpx.AsyncClient) -> None:
+    body = connection_body(includeSchemas="x" * (11 * 1024 * 1024))
+
+    response = await api.post("/api/v1/connections", json=body)
+
+    assert response.status_code == 413
+    assert response.json()["status"] == 413
+
+
+async def test_an_unexpected_failure_is_a_plain_500(
+    api: httpx.AsyncClient, services: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pointsman.services import connections
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("boom with secret mypassword inside")
+
+    monkeypatch.setattr(connections, "list_connections", broken)
+
+    response = await api.get("/api/v1/connections")
+
+    assert_error(response, 500, "Internal server error")

@@ -489,3 +489,52 @@ async def test_a_connection_admin_on_the_base_may_link_environments_they_can_see
 
     assert allowed.status_code == 201
     assert_error(refused, 403, "Permission denied")
+
+
+async def test_concurrent_links_cannot_build_a_chain(api: httpx.AsyncClient) -> None:
+    a, b, c = await create(api, "a"), await create(api, "b"), await create(api, "c")
+
+    responses = await asyncio.gather(link(api, a, b), link(api, b, c))
+
+    assert sorted(response.status_code for response in responses) == [201, 400]
+
+
+async def number_base(api: httpx.AsyncClient) -> str:
+    await api.post("/api/v1/user-attributes", json={"name": "tier", "type": "Number"})
+    base, gold = await create(api, "dev"), await create(api, "gold")
+    await link(api, base, gold)
+    await api.patch(
+        f"/api/v1/connections/{base}",
+        json={"userAttributeNameForConnectionEnvironments": "tier"},
+    )
+    return gold
+
+
+@pytest.mark.parametrize(
+    ("raw", "stored"), [("1e400", "1" + "0" * 400), ("9" * 100, "9" * 100)]
+)
+async def test_large_numbers_are_kept_exactly(
+    api: httpx.AsyncClient, raw: str, stored: str
+) -> None:
+    gold = await number_base(api)
+
+    response = await api.put(
+        f"/api/v1/connection-environments/{gold}", json={"userAttributeValues": raw}
+    )
+
+    assert response.status_code == 200, response.text
+    listed = (await api.get("/api/v1/connection-environments")).json()
+    assert listed["connectionEnvironments"][0]["userAttributeValues"] == [stored]
+
+
+async def test_an_absurd_exponent_is_not_a_number(api: httpx.AsyncClient) -> None:
+    gold = await number_base(api)
+
+    response = await api.put(
+        f"/api/v1/connection-environments/{gold}",
+        json={"userAttributeValues": "1e999999999"},
+    )
+
+    assert_error(
+        response, 400, 'Bad Request: userAttributeValues: "1e999999999" is not a number'
+    )

@@ -5,15 +5,15 @@ here by hand, independently of ``pointsman.policy``. Connection roles are
 held on a base connection whose baseRole is NO_ACCESS, so the grant alone
 decides; each role is given once directly and once through a group.
 
-An allowed caller gets anything but 401/403 (bodies are valid, so mostly a
-2xx; a 404 or 400 may remain where the request itself is at fault); a
-refused one gets exactly the 403 body, and a caller without a valid token
-exactly the 401 body.
+An allowed caller gets anything but 401/403 (bodies are valid, so nearly
+always a 2xx; a 404 remains where nothing is there to find); a refused one
+gets exactly the 403 body and changes nothing, and a caller without a valid
+token exactly the 401 body.
 
-Every case runs on its own copy of one prepared SQLite store, so that a
-DELETE in one case cannot change another; the policy decides on the
-in-memory snapshot, so the store's engine does not matter here (the other
-API tests run on both engines).
+Each allowed call runs on its own copy of one prepared SQLite store, so that
+a DELETE in one case cannot change another; refused calls share one copy.
+The policy decides on the in-memory snapshot, so the store's engine does not
+matter here (the other API tests run on both engines).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import re
 import shutil
 import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,11 +32,19 @@ import pytest
 import secret_watch
 from cryptography.fernet import Fernet
 from helpers import assert_error
+from sqlalchemy import select
 from starlette.routing import Route
 
 from pointsman.api.app import all_routes, create_app
 from pointsman.config import Settings
-from pointsman.services import connections, environments, groups, roles, tokens
+from pointsman.services import (
+    connections,
+    environments,
+    groups,
+    roles,
+    switches,
+    tokens,
+)
 from pointsman.services.attributes import create_attribute
 from pointsman.services.container import Services
 from pointsman.services.setup import ensure_admin, initialize
@@ -67,6 +76,7 @@ EVERYONE = frozenset({ORG_KEY, ADMIN_PAT, *ROLES_ON_BASE, OTHER_PAT, *NOT_SIGNED
 MEMBERS = frozenset({ORG_KEY, ADMIN_PAT, *ROLES_ON_BASE, OTHER_PAT})
 ORG_ADMINS = frozenset({ORG_KEY, ADMIN_PAT})
 ORG_KEY_ONLY = frozenset({ORG_KEY})
+# No caller holds RESTRICTED_QUERIER, so these two name the same callers.
 RESTRICTED_QUERIER_ON_BASE = ORG_ADMINS | {CONNECTION_ADMIN, QUERIER}
 QUERIER_ON_BASE = ORG_ADMINS | {CONNECTION_ADMIN, QUERIER}
 CONNECTION_ADMIN_ON_BASE = ORG_ADMINS | {CONNECTION_ADMIN}
@@ -77,15 +87,19 @@ CONNECTION_ADMIN_ON_ENVIRONMENT = ORG_ADMINS
 @dataclass(frozen=True)
 class Row:
     """One endpoint, one request that is valid for it, and who may send it.
-    ``{name}`` in the path, body and params is a world id (see World.ids)."""
+    ``{name}`` in the url, body and params is a world id (see World.ids)."""
 
     method: str
-    path: str
+    url: str
     allowed: frozenset[str]
-    url: str = ""
     body: dict[str, Any] | None = None
     params: dict[str, str] = field(default_factory=dict)
     variant: str = ""
+
+    @property
+    def path(self) -> str:
+        """The route: every route names its one path parameter ``id``."""
+        return re.sub(r"\{[a-z_]+\}", "{id}", self.url)
 
     @property
     def label(self) -> str:
@@ -93,20 +107,14 @@ class Row:
         return f"{self.method} {self.path}{suffix}"
 
 
-def row(method: str, url: str, allowed: frozenset[str], **fields: Any) -> Row:
-    """A row for ``url``, whose route has ``{id}`` where it names a world id."""
-    path = re.sub(r"\{[a-z_]+\}", "{id}", url)
-    return Row(method, path, allowed, url=url, **fields)
-
-
 def scim_rows(collection: str, one: str, bodies: dict[str, Any]) -> list[Row]:
     return [
-        row("GET", collection, ORG_KEY_ONLY),
-        row("POST", collection, ORG_KEY_ONLY, body=bodies["POST"]),
-        row("GET", one, ORG_KEY_ONLY),
-        row("PUT", one, ORG_KEY_ONLY, body=bodies["PUT"]),
-        row("PATCH", one, ORG_KEY_ONLY, body=bodies["PATCH"]),
-        row("DELETE", one, ORG_KEY_ONLY),
+        Row("GET", collection, ORG_KEY_ONLY),
+        Row("POST", collection, ORG_KEY_ONLY, body=bodies["POST"]),
+        Row("GET", one, ORG_KEY_ONLY),
+        Row("PUT", one, ORG_KEY_ONLY, body=bodies["PUT"]),
+        Row("PATCH", one, ORG_KEY_ONLY, body=bodies["PATCH"]),
+        Row("DELETE", one, ORG_KEY_ONLY),
     ]
 
 
@@ -136,114 +144,118 @@ SELECTABLE = "/api/v1/user-attributes/{region}/selectable-values"
 SWITCHES = "/api/v1/user-attribute-selections"
 
 ROWS = [
-    # health and description: no token needed
-    row("GET", "/healthz", EVERYONE),
-    row("GET", "/readyz", EVERYONE),
-    row("GET", "/api/openapi.json", EVERYONE),
+    # health, metrics and description: no token needed
+    Row("GET", "/healthz", EVERYONE),
+    Row("GET", "/readyz", EVERYONE),
+    Row("GET", "/api/openapi.json", EVERYONE),
+    Row("GET", "/metrics", EVERYONE),
     # identity and keys
-    row("GET", "/api/v1/whoami", MEMBERS),
-    row("GET", "/api/v1/api-keys", ORG_ADMINS),
-    row(
+    Row("GET", "/api/v1/whoami", MEMBERS),
+    Row("GET", "/api/v1/api-keys", ORG_ADMINS),
+    Row(
         "POST",
         "/api/v1/api-keys",
         MEMBERS,
         body={"name": "laptop", "type": "personal"},
         variant="own PAT",
     ),
-    row(
+    Row(
         "POST",
         "/api/v1/api-keys",
         ORG_ADMINS,
         body={"name": "laptop", "type": "personal", "userId": "{owner}"},
         variant="another user's PAT",
     ),
-    row(
+    Row(
         "POST",
         "/api/v1/api-keys",
         ORG_ADMINS,
         body={"name": "ci", "type": "organization"},
         variant="organization key",
     ),
-    row("GET", "/api/v1/api-keys/{owner_pat}", ORG_ADMINS),
-    row("PUT", "/api/v1/api-keys/{spare_key}", ORG_ADMINS, body={"enabled": False}),
-    row("DELETE", "/api/v1/api-keys/{owner_pat}", ORG_ADMINS),
+    Row("GET", "/api/v1/api-keys/{owner_pat}", ORG_ADMINS),
+    Row("PUT", "/api/v1/api-keys/{spare_key}", ORG_ADMINS, body={"enabled": False}),
+    Row("DELETE", "/api/v1/api-keys/{owner_pat}", ORG_ADMINS),
     # SCIM: the organization key only
     *scim_rows("/api/scim/v2/Users", "/api/scim/v2/Users/{owner}", USER_BODIES),
     *scim_rows("/api/scim/v2/users", "/api/scim/v2/users/{owner}", USER_BODIES),
     *scim_rows("/api/scim/v2/Groups", "/api/scim/v2/Groups/{team}", GROUP_BODIES),
     *scim_rows("/api/scim/v2/groups", "/api/scim/v2/groups/{team}", GROUP_BODIES),
     # attribute definitions and what users may switch them to
-    row("GET", "/api/v1/user-attributes", ORG_ADMINS),
-    row("POST", "/api/v1/user-attributes", ORG_ADMINS, body={"name": "department"}),
-    row(
+    Row("GET", "/api/v1/user-attributes", ORG_ADMINS),
+    Row("POST", "/api/v1/user-attributes", ORG_ADMINS, body={"name": "department"}),
+    Row(
         "PATCH", "/api/v1/user-attributes/{region}", ORG_ADMINS, body={"label": "Area"}
     ),
-    row("DELETE", "/api/v1/user-attributes/{region}", ORG_ADMINS),
-    row("GET", SELECTABLE, ORG_ADMINS, params={"user_id": "{owner}"}),
-    row(
+    Row("DELETE", "/api/v1/user-attributes/{region}", ORG_ADMINS),
+    Row("GET", SELECTABLE, ORG_ADMINS, params={"user_id": "{owner}"}),
+    Row(
         "PUT",
         SELECTABLE,
         ORG_ADMINS,
         body={"user_id": "{owner}", "values": ["west"], "allow_any_value": False},
     ),
-    row("GET", SWITCHES, MEMBERS),
-    row("PUT", SWITCHES, MEMBERS, body={"userAttributeId": "{region}", "values": "x"}),
-    row("DELETE", SWITCHES, MEMBERS, params={"userAttributeId": "{region}"}),
+    Row("GET", SWITCHES, MEMBERS),
+    Row(
+        "PUT", SWITCHES, MEMBERS, body={"userAttributeId": "{region}", "values": "west"}
+    ),
+    Row("DELETE", SWITCHES, MEMBERS, params={"userAttributeId": "{region}"}),
     # connection roles
-    row("GET", "/api/v1/users/{owner}/model-roles", ORG_ADMINS),
-    row("POST", "/api/v1/users/{owner}/model-roles", ORG_ADMINS, body=GRANT),
-    row("DELETE", "/api/v1/users/{owner}/model-roles", ORG_ADMINS, params=ON_BASE),
-    row("GET", "/api/v1/user-groups/{team}/model-roles", ORG_ADMINS),
-    row("POST", "/api/v1/user-groups/{team}/model-roles", ORG_ADMINS, body=GRANT),
-    row("DELETE", "/api/v1/user-groups/{team}/model-roles", ORG_ADMINS, params=ON_BASE),
+    Row("GET", "/api/v1/users/{owner}/model-roles", ORG_ADMINS),
+    Row("POST", "/api/v1/users/{owner}/model-roles", ORG_ADMINS, body=GRANT),
+    Row("DELETE", "/api/v1/users/{owner}/model-roles", ORG_ADMINS, params=ON_BASE),
+    Row("GET", "/api/v1/user-groups/{team}/model-roles", ORG_ADMINS),
+    Row("POST", "/api/v1/user-groups/{team}/model-roles", ORG_ADMINS, body=GRANT),
+    Row("DELETE", "/api/v1/user-groups/{team}/model-roles", ORG_ADMINS, params=ON_BASE),
     # connections
-    row(
+    Row(
         "POST",
         "/api/v1/connections",
         ORG_ADMINS,
         body={"dialect": "sqlite", "name": "new", "database": "{customer_db}"},
     ),
-    row("GET", "/api/v1/connections", MEMBERS),
-    row("GET", "/api/v1/connections/{base}", RESTRICTED_QUERIER_ON_BASE),
-    row(
+    Row("GET", "/api/v1/connections", MEMBERS),
+    Row("GET", "/api/v1/connections/{base}", RESTRICTED_QUERIER_ON_BASE),
+    Row(
         "PATCH",
         "/api/v1/connections/{base}",
         CONNECTION_ADMIN_ON_BASE,
         body={"name": "renamed"},
     ),
-    row("DELETE", "/api/v1/connections/{base}", CONNECTION_ADMIN_ON_BASE),
-    row("POST", "/api/v1/connections/{base}/test", CONNECTION_ADMIN_ON_BASE),
+    Row("DELETE", "/api/v1/connections/{base}", CONNECTION_ADMIN_ON_BASE),
+    Row("POST", "/api/v1/connections/{base}/test", CONNECTION_ADMIN_ON_BASE),
+    Row("GET", "/api/v1/connections/{base}/pool", CONNECTION_ADMIN_ON_BASE),
     # connection environments
-    row(
+    Row(
         "POST",
         "/api/v1/connection-environments",
         CONNECTION_ADMIN_ON_BASE,
         body={"baseConnectionId": "{base}", "environmentConnectionIds": ["{spare}"]},
     ),
-    row("GET", "/api/v1/connection-environments", MEMBERS),
-    row(
+    Row("GET", "/api/v1/connection-environments", MEMBERS),
+    Row(
         "PUT",
         "/api/v1/connection-environments/{link}",
         CONNECTION_ADMIN_ON_BASE,
         body={"userAttributeValues": ["west"]},
     ),
-    row("DELETE", "/api/v1/connection-environments/{link}", CONNECTION_ADMIN_ON_BASE),
-    row("GET", ACCESS, ORG_ADMINS),
-    row("PUT", ACCESS, ORG_ADMINS, body={"userIds": ["{owner}"]}),
-    row("DELETE", ACCESS, ORG_ADMINS, body={"userIds": ["{owner}"]}),
+    Row("DELETE", "/api/v1/connection-environments/{link}", CONNECTION_ADMIN_ON_BASE),
+    Row("GET", ACCESS, ORG_ADMINS),
+    Row("PUT", ACCESS, ORG_ADMINS, body={"userIds": ["{owner}"]}),
+    Row("DELETE", ACCESS, ORG_ADMINS, body={"userIds": ["{owner}"]}),
     # where queries go
-    row("GET", "/api/v1/connections/{base}/route", QUERIER_ON_BASE, variant="own"),
-    row(
+    Row("GET", "/api/v1/connections/{base}/route", QUERIER_ON_BASE, variant="own"),
+    Row(
         "GET",
         "/api/v1/connections/{base}/route",
         ORG_ADMINS,
         params={"userId": "{owner}"},
         variant="another user's",
     ),
-    row("GET", PICK, QUERIER_ON_BASE),
-    row("PUT", PICK, QUERIER_ON_BASE, body={"connectionEnvironmentId": None}),
-    row("DELETE", PICK, QUERIER_ON_BASE),
-    row(
+    Row("GET", PICK, QUERIER_ON_BASE),
+    Row("PUT", PICK, QUERIER_ON_BASE, body={"connectionEnvironmentId": None}),
+    Row("DELETE", PICK, QUERIER_ON_BASE),
+    Row(
         "POST",
         "/api/v1/branches",
         CONNECTION_ADMIN_ON_BASE,
@@ -253,32 +265,32 @@ ROWS = [
             "connectionEnvironmentId": "{link}",
         },
     ),
-    row("GET", "/api/v1/branches", MEMBERS),
-    row("DELETE", "/api/v1/branches/{branch}", CONNECTION_ADMIN_ON_BASE),
+    Row("GET", "/api/v1/branches", MEMBERS),
+    Row("DELETE", "/api/v1/branches/{branch}", CONNECTION_ADMIN_ON_BASE),
     # running SQL
-    row("POST", "/api/v1/query/run", QUERIER_ON_BASE, body=PLANNED, variant="base"),
-    row(
+    Row("POST", "/api/v1/query/run", QUERIER_ON_BASE, body=PLANNED, variant="base"),
+    Row(
         "POST",
         "/api/v1/query/run",
         CONNECTION_ADMIN_ON_ENVIRONMENT,
         body={**PLANNED, "query": {"connectionId": "{env}", "sql": "select 1"}},
         variant="environment connection named directly",
     ),
-    row(
+    Row(
         "POST",
         "/api/v1/query/run",
         ORG_KEY_ONLY,
         body={**PLANNED, "userId": "{owner}"},
         variant="as another user",
     ),
-    row(
+    Row(
         "GET",
         "/api/v1/query/wait",
         MEMBERS,
         params={"job_ids": '["9b6c1f3e-0000-4000-8000-000000000000"]'},
     ),
-    row("GET", "/api/v1/query/log", MEMBERS),
-    row("GET", "/api/v1/audit", ORG_ADMINS),
+    Row("GET", "/api/v1/query/log", MEMBERS),
+    Row("GET", "/api/v1/audit", ORG_ADMINS),
 ]
 
 # Each role on the base, held once directly and once through a group.
@@ -367,6 +379,29 @@ def _revoked_and_disabled(store: Store, admin_id: str, base: str) -> dict[str, s
     return {REVOKED: revoked["token"], DISABLED_KEY: disabled["token"]}
 
 
+def _branch(store: Store, base: str, link: str) -> str:
+    with store.write() as session:
+        branch = models.Branch(
+            name="pinned", base_connection_id=base, connection_environment_id=link
+        )
+        session.add(branch)
+        session.flush()
+        return branch.id
+
+
+def _switchable_attribute(store: Store) -> str:
+    """``region``, which every user may switch to "west" (through a group)."""
+    region = create_attribute(store, {"name": "region"})["id"]
+    with store.read() as session:
+        everyone = [
+            {"value": user_id} for user_id in session.scalars(select(models.User.id))
+        ]
+    group = groups.create_group(store, {"displayName": "Everyone", "members": everyone})
+    provision = {"group_id": group["id"], "values": ["west"], "allow_any_value": False}
+    switches.set_provisioning(store, region, provision)
+    return str(region)
+
+
 def _targets(
     services: Services, directory: Path, admin_id: str, base: str
 ) -> dict[str, str]:
@@ -375,21 +410,13 @@ def _targets(
     store = services.store
     owner = _member(store, "owner@example.com")
     roles.grant_to_user(store, owner, roles.Grant(QUERIER, base))
-    env = _sqlite(services, "env", directory / "customer.db", "QUERIER")
-    linked = environments.create_environments(store, base, [env])
-    link = linked["data"][0]["id"]
-    with store.write() as session:
-        branch = models.Branch(
-            name="pinned", base_connection_id=base, connection_environment_id=link
-        )
-        session.add(branch)
-        session.flush()
-        branch_id = branch.id
-    spare_key = tokens.create_token(
-        store, name="spare", kind="organization", user_id=admin_id
-    )
     team = groups.create_group(
         store, {"displayName": "Owners", "members": [{"value": owner}]}
+    )
+    env = _sqlite(services, "env", directory / "customer.db", "QUERIER")
+    link = environments.create_environments(store, base, [env])["data"][0]["id"]
+    spare_key = tokens.create_token(
+        store, name="spare", kind="organization", user_id=admin_id
     )
     return {
         "base": base,
@@ -397,11 +424,11 @@ def _targets(
         "owner_pat": _pat(store, owner)["id"],
         "spare_key": spare_key["id"],
         "team": team["id"],
-        "region": create_attribute(store, {"name": "region"})["id"],
+        "region": _switchable_attribute(store),
         "env": env,
         "spare": _sqlite(services, "spare", directory / "customer.db", "QUERIER"),
         "link": link,
-        "branch": branch_id,
+        "branch": _branch(store, base, link),
         "customer_db": str(directory / "new.db"),
     }
 
@@ -444,25 +471,52 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     return World(directory / "store.db", secret_key, callers, ids)
 
 
-@pytest.fixture
-async def transport(world: World, tmp_path: Path) -> AsyncIterator[httpx.ASGITransport]:
-    """A server on a fresh copy of the world's store."""
-    shutil.copyfile(world.store_file, tmp_path / "store.db")
-    services = Services.open(_settings(tmp_path, world.secret_key))
+@dataclass(frozen=True)
+class Server:
+    services: Services
+    transport: httpx.ASGITransport
+
+
+@asynccontextmanager
+async def serving(world: World, directory: Path) -> AsyncIterator[Server]:
+    """A server on a copy of the world's store in ``directory``."""
+    shutil.copyfile(world.store_file, directory / "store.db")
+    services = Services.open(_settings(directory, world.secret_key))
     app = create_app(services)
     try:
         async with app.router.lifespan_context(app):
-            yield httpx.ASGITransport(app=app)
+            yield Server(services, httpx.ASGITransport(app=app))
     finally:
         services.close()
 
 
-async def send(
-    transport: httpx.ASGITransport, world: World, token: str | None, case: Row
-) -> httpx.Response:
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    """Module-wide, so that one server can serve every refused call."""
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+async def shared(
+    world: World, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Server]:
+    """One server for the calls that must be refused: they change nothing."""
+    async with serving(world, tmp_path_factory.mktemp("shared")) as server:
+        yield server
+
+
+@pytest.fixture
+async def fresh(world: World, tmp_path: Path) -> AsyncIterator[Server]:
+    """A server of its own, for a call that is let through and may change things."""
+    async with serving(world, tmp_path) as server:
+        yield server
+
+
+async def send(server: Server, world: World, actor: str, how: str, case: Row) -> Any:
+    token = world.tokens.get(f"{actor} ({how})" if how else actor)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient(
-        transport=transport,
+        transport=server.transport,
         base_url="http://pointsman.test",
         headers=headers,
         event_hooks=secret_watch.HOOKS,
@@ -478,28 +532,55 @@ async def send(
 # -- the matrix ------------------------------------------------------------------------
 
 
-def _cases() -> list[Any]:
+ALLOWED = "allowed"
+REFUSALS = {
+    401: "Unauthorized: Missing or invalid API key",
+    403: "Permission denied",
+}
+
+
+def expected(case: Row, actor: str) -> str | int:
+    if actor in case.allowed:
+        return ALLOWED
+    return 401 if actor in NOT_SIGNED_IN else 403
+
+
+def cases(*, allowed: bool) -> list[Any]:
+    """(row, caller, how the role is held, expected status) for every pair
+    the table allows, or for every pair it refuses."""
     return [
-        pytest.param(case, actor, how, id=f"{case.label} | {actor} {how}".strip())
+        pytest.param(
+            case,
+            actor,
+            how,
+            status,
+            id=f"{case.label} | {actor}{' by ' + how if how else ''} -> {status}",
+        )
         for case in ROWS
         for actor, how in ACTORS
+        if ((status := expected(case, actor)) == ALLOWED) is allowed
     ]
 
 
-@pytest.mark.parametrize(("case", "actor", "how"), _cases())
-async def test_who_may_call_what(
-    transport: httpx.ASGITransport, world: World, case: Row, actor: str, how: str
+@pytest.mark.parametrize(("case", "actor", "how", "status"), cases(allowed=True))
+async def test_an_allowed_caller_is_let_through(
+    fresh: Server, world: World, case: Row, actor: str, how: str, status: str
 ) -> None:
-    token = world.tokens.get(f"{actor} ({how})" if how else actor)
+    response = await send(fresh, world, actor, how, case)
 
-    response = await send(transport, world, token, case)
+    assert response.status_code not in REFUSALS, response.text
 
-    if actor in case.allowed:
-        assert response.status_code not in (401, 403), response.text
-    elif actor in NOT_SIGNED_IN:
-        assert_error(response, 401, "Unauthorized: Missing or invalid API key")
-    else:
-        assert_error(response, 403, "Permission denied")
+
+@pytest.mark.parametrize(("case", "actor", "how", "status"), cases(allowed=False))
+async def test_a_refused_caller_is_refused_and_changes_nothing(
+    shared: Server, world: World, case: Row, actor: str, how: str, status: int
+) -> None:
+    version = shared.services.store.version()
+
+    response = await send(shared, world, actor, how, case)
+
+    assert_error(response, status, REFUSALS[status])
+    assert shared.services.store.version() == version
 
 
 def _served() -> set[tuple[str, str]]:

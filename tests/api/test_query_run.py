@@ -515,3 +515,46 @@ async def test_idle_pools_are_closed(
     reaper.cancel()
 
     assert services.engines.pool_stats(walkthrough["dev"]) is None
+
+
+async def test_route_of_an_environment_connection_matches_what_a_run_does(
+    api: httpx.AsyncClient, walkthrough: dict[str, str]
+) -> None:
+    user = await create_user(api, "p@example.com", {"environment": "prod"})
+
+    explained = await api.get(
+        f"/api/v1/connections/{walkthrough['prod']}/route",
+        params={"userId": user["id"]},
+    )
+    ran = await run(api, walkthrough["prod"], resultType="json")
+
+    assert explained.json()["source"] == "direct"
+    assert lines_of(ran)[1]["route"]["source"] == "direct"
+
+
+async def test_json_rows_keep_columns_of_the_same_name(
+    api: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    base = await connection(api, tmp_path, "dupes")
+
+    response = await run(api, base, sql="select 1 as a, 2 as a", resultType="json")
+
+    assert lines_of(response)[1]["result"] == [{"a": 1, "a_2": 2}]
+
+
+async def test_integers_beyond_64_bits_survive_json(
+    api: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    path = tmp_path / "huge.duckdb"
+    body = {"dialect": "duckdb", "name": "huge", "database": str(path)}
+    import duckdb
+
+    duckdb.connect(str(path)).close()
+    base = (await api.post("/api/v1/connections", json=body)).json()["data"]
+    sql = "select 170141183460469231731687303715884105727::hugeint as h"
+
+    response = await run(api, base, sql=sql, resultType="json")
+
+    assert lines_of(response)[1]["result"] == [
+        {"h": "170141183460469231731687303715884105727"}
+    ]

@@ -6,8 +6,10 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from sqlalchemy.exc import DataError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -29,6 +31,7 @@ from pointsman.api import (
     tokens,
 )
 from pointsman.api.auth import RateLimiter
+from pointsman.api.edge import ErrorEdge
 from pointsman.api.http import error_response, respond
 from pointsman.errors import (
     MethodNotAllowed,
@@ -74,11 +77,12 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     return error_response(PointsmanError(str(exc.detail), status=exc.status_code))
 
 
-async def on_unexpected(request: Request, exc: Exception) -> Response:
-    log.error(
-        "unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path
+async def on_store_data_error(request: Request, exc: Exception) -> Response:
+    """The metadata store refused a value (too long for its column, say)."""
+    log.info("store refused a value on %s %s", request.method, request.url.path)
+    return error_response(
+        PointsmanError("Bad Request: a value is too long or not allowed", status=400)
     )
-    return error_response(PointsmanError())
 
 
 def all_routes() -> list[BaseRoute]:
@@ -114,8 +118,9 @@ def create_app(services: Services) -> Starlette:
         exception_handlers={
             PointsmanError: on_pointsman_error,
             HTTPException: on_http_error,
-            Exception: on_unexpected,
+            DataError: on_store_data_error,
         },
+        middleware=[Middleware(ErrorEdge)],
         lifespan=lifespan,
     )
     app.state.services = services

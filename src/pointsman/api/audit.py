@@ -19,8 +19,8 @@ async def list_events(request: Request) -> Response:
     description: Extension. Every change to connections, environments, user
       attributes, users, groups, grants, switches and tokens, newest first, with
       the values before and after (secrets only as "set" or "changed").
-      Filters resourceType, resourceId, actorUserId, since (ISO 8601); paging
-      with cursor and pageSize.
+      Filters action (create, update, delete), resourceType, resourceId,
+      actorUserId and since (ISO 8601); paging with cursor and pageSize.
     x-pointsman-extension: true
     """
     who = await caller(request)

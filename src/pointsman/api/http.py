@@ -70,7 +70,25 @@ async def read_json(request: Request, *, required: bool = True) -> dict[str, Any
         raise BadRequest("Bad Request: Invalid JSON") from None
     if not isinstance(data, dict):
         raise BadRequest("Bad Request: Expected a JSON object")
+    refuse_nul(data, "")
     return data
+
+
+def refuse_nul(value: Any, path: str) -> None:
+    """NUL characters have no business in any field (and PostgreSQL cannot
+    store them): refuse them naming the field."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise BadRequest(
+                f"Bad Request: {path or 'body'}: NUL characters are not allowed"
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            refuse_nul(key, path)
+            refuse_nul(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for item in value:
+            refuse_nul(item, path)
 
 
 async def call(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

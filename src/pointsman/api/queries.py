@@ -26,10 +26,8 @@ from pointsman.errors import (
     ValidationFailed,
 )
 from pointsman.policy import Action
-from pointsman.routing.resolver import Route, resolve
-from pointsman.routing.snapshot import ConnectionInfo
+from pointsman.routing.resolver import Route
 from pointsman.services import queries
-from pointsman.services.actors import Actor
 from pointsman.services.container import Services
 from pointsman.services.jobs import Job, Jobs, consume_result, wait_for
 from pointsman.services.paging import is_uuid
@@ -302,33 +300,22 @@ async def explain_route(request: Request) -> Response:
     who = await caller(request)
     base = live_connection(who, request.path_params["id"])
     user_id = request.query_params.get("userId")
-    runner = who.actor
+    runner, own = who.actor, True
     if user_id and user_id.lower() != who.actor.user.id:
         policy.require(who.snapshot, who.actor, Action.ORG_ADMIN)
         user = who.snapshot.users.get(user_id.lower())
         if user is None:
             raise NotFound("User not found")
-        runner = queries.impersonate(who.actor, user)
-    else:
-        policy.require(who.snapshot, who.actor, Action.QUERY_BASE, base)
+        runner, own = queries.impersonate(who.actor, user), False
     branch_id = request.query_params.get("branchId") or None
     if branch_id is not None and not is_uuid(branch_id):
         raise ValidationFailed("branchId", "Invalid uuid")
-    route = _route_without_permission(who, runner, base, branch_id)
+    # The caller's own route needs the right to run it; an admin may ask
+    # where anyone would go, even someone who may not query.
+    route = queries.route_for(
+        who.snapshot, runner, base, branch_id and branch_id.lower(), check=own
+    )
     return respond(route.as_dict())
-
-
-def _route_without_permission(
-    who: Caller, runner: Actor, base: ConnectionInfo, branch: str | None
-) -> Route:
-    """An admin may ask where any user goes, even one who may not query."""
-    try:
-        return queries.route_for(who.snapshot, runner, base, branch)
-    except PointsmanError as exc:
-        if exc.status != 403 or not who.actor.is_org_admin:
-            raise
-    branch_info = who.snapshot.branches.get(branch) if branch else None
-    return resolve(who.snapshot, runner.user, base, branch_info)
 
 
 async def query_log(request: Request) -> Response:

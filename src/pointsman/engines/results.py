@@ -74,9 +74,23 @@ def to_arrow_base64(result: QueryResult) -> str:
     return base64.b64encode(sink.getvalue()).decode("ascii")
 
 
+def unique_names(result: QueryResult) -> list[str]:
+    """Column names made unique (``a``, ``a_2``), so that row objects keep
+    every column of ``select 1 a, 2 a``."""
+    seen: set[str] = set()
+    names = []
+    for column in result.columns:
+        name, suffix = column.name, 2
+        while name in seen:
+            name, suffix = f"{column.name}_{suffix}", suffix + 1
+        seen.add(name)
+        names.append(name)
+    return names
+
+
 def to_json_rows(result: QueryResult) -> list[dict[str, Any]]:
     """One dict per row, every value JSON-serialisable."""
-    names = [column.name for column in result.columns]
+    names = unique_names(result)
     return [
         {name: _jsonable(value) for name, value in zip(names, row, strict=True)}
         for row in result.rows
@@ -118,12 +132,18 @@ def _text(value: Any) -> str | None:
 
 
 def _jsonable(value: Any) -> Any:
-    if type(value) in _PLAIN:
-        return value
+    kind = type(value)
+    if kind in _PLAIN:
+        return _integer(value) if kind is int else value
     for kind, convert in _JSON_CONVERTERS:
         if isinstance(value, kind):
             return convert(value)
     return str(value)
+
+
+def _integer(value: int) -> int | str:
+    """Integers beyond 64 bits (DuckDB HUGEINT) as text, which JSON keeps exact."""
+    return value if -(2**63) <= value < 2**64 else str(value)
 
 
 def _float(value: float) -> float | None:
@@ -152,7 +172,7 @@ def _dict(value: dict[Any, Any]) -> dict[str, Any]:
 
 _JSON_CONVERTERS: tuple[tuple[type | tuple[type, ...], Callable[[Any], Any]], ...] = (
     (bool, bool),
-    (int, int),
+    (int, _integer),
     (float, _float),
     (Decimal, str),
     ((bytes, bytearray, memoryview), _base64),

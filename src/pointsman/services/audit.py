@@ -43,6 +43,8 @@ def list_events(store: Store, params: dict[str, str]) -> dict[str, Any]:
     """Events, newest first, filtered by resource, actor and time."""
     page = Page.from_params(params, sort_fields=("at",), default_sort="at")
     query = select(Event)
+    if params.get("action"):
+        query = query.where(Event.action == params["action"])
     if params.get("resourceType"):
         query = query.where(Event.resource_type == params["resourceType"])
     if params.get("resourceId"):

@@ -91,6 +91,18 @@ def connection_record(row: models.Connection) -> dict[str, Any]:
 # -- validation ---------------------------------------------------------------
 
 
+# The longest value each text field may hold (the store's column sizes).
+MAX_LENGTH = {
+    "name": 512,
+    "host": 1024,
+    "database": 2048,
+    "username": 512,
+    "defaultSchema": 512,
+    "includeSchemas": 65536,
+    "passwordUnencrypted": 65536,
+}
+
+
 def _text(body: dict[str, Any], field: str, *, required: bool = False) -> str | None:
     value = body.get(field)
     if value is None:
@@ -99,6 +111,9 @@ def _text(body: dict[str, Any], field: str, *, required: bool = False) -> str | 
         return None
     if not isinstance(value, str):
         raise ValidationFailed(field, "Expected string")
+    limit = MAX_LENGTH.get(field)
+    if limit is not None and len(value) > limit:
+        raise ValidationFailed(field, f"Must be at most {limit} characters")
     if required and not value.strip() and field != "passwordUnencrypted":
         raise ValidationFailed(field, "Required")
     return value

@@ -110,9 +110,15 @@ def effective_actor(snapshot: Snapshot, actor: Actor, user_id: str | None) -> Ac
 
 
 def route_for(
-    snapshot: Snapshot, runner: Actor, connection: ConnectionInfo, branch_id: str | None
+    snapshot: Snapshot,
+    runner: Actor,
+    connection: ConnectionInfo,
+    branch_id: str | None,
+    *,
+    check: bool = True,
 ) -> Route:
-    """Where ``runner``'s query naming ``connection`` goes, permission checked."""
+    """Where ``runner``'s query naming ``connection`` goes, permission checked
+    unless ``check`` is off (an admin asking where someone would go)."""
     branch = None
     if branch_id is not None:
         branch = snapshot.branches.get(branch_id)
@@ -124,7 +130,9 @@ def route_for(
                 f"Branch {branch_id} belongs to another base connection",
             )
     if connection.id in snapshot.links_by_environment:
-        if not policy.allows(snapshot, runner, Action.QUERY_DIRECT, connection):
+        if check and not policy.allows(
+            snapshot, runner, Action.QUERY_DIRECT, connection
+        ):
             raise PermissionDenied()
         return Route(
             connection.id,
@@ -134,7 +142,8 @@ def route_for(
             f"{connection.name} is an environment connection named directly, "
             "for maintenance by a connection admin",
         )
-    policy.require(snapshot, runner, Action.QUERY_BASE, connection)
+    if check:
+        policy.require(snapshot, runner, Action.QUERY_BASE, connection)
     return resolve(snapshot, runner.user, connection, branch)
 
 

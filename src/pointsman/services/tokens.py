@@ -39,8 +39,10 @@ def _record(session: Session, row: models.ApiToken) -> dict[str, Any]:
 
 def create_token(store: Store, *, name: str, kind: str, user_id: str) -> dict[str, Any]:
     """A new token; the returned ``token`` is the only copy there will be."""
-    if not name or not name.strip():
+    if not isinstance(name, str) or not name.strip():
         raise ValidationFailed("name", "Required")
+    if len(name) > 256:
+        raise ValidationFailed("name", "Must be at most 256 characters")
     if kind not in KINDS:
         raise ValidationFailed(
             "type", "Invalid enum value. Expected 'organization' | 'personal'"

@@ -6,7 +6,7 @@ kept in canonical form so that ``1``, ``1.0`` and ``01`` are one value.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 
 from pointsman.errors import ValidationFailed
@@ -14,18 +14,26 @@ from pointsman.errors import ValidationFailed
 MAX_VALUE_LENGTH = 512
 
 
+# Numbers whose canonical form would be longer than a value may be are refused.
+MAX_EXPONENT = MAX_VALUE_LENGTH - 12
+
+
 def canonical_number(text: str) -> str | None:
+    """The one spelling of a number (``1``, ``1.0`` and ``01`` give ``1``),
+    or None for anything that is not a finite number of sensible size."""
     try:
         number = Decimal(text)
     except InvalidOperation:
         return None
-    if not number.is_finite():
+    if not number.is_finite() or abs(number.adjusted()) > MAX_EXPONENT:
         return None
     if number == 0:
         return "0"
-    if number == number.to_integral_value():
-        return str(number.quantize(Decimal(1)))
-    return format(number.normalize(), "f")
+    with localcontext() as exact:
+        exact.prec = 2 * MAX_VALUE_LENGTH  # never round a value to another
+        if number == number.to_integral_value():
+            return format(number.to_integral_value(), "f")
+        return format(number.normalize(), "f")
 
 
 def split_list(raw: Any, field: str) -> list[str]:

@@ -31,13 +31,22 @@ from decimal import Decimal
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, ForeignKey, Table, and_, event, inspect, or_
+from sqlalchemy import (
+    ColumnElement,
+    ForeignKey,
+    Table,
+    and_,
+    event,
+    insert,
+    inspect,
+    or_,
+)
 from sqlalchemy import select as select_rows
 from sqlalchemy.engine import Result
 from sqlalchemy.orm import InstanceState, ORMExecuteState, Session, sessionmaker
 from sqlalchemy.sql.dml import Delete, Insert, Update
 
-from pointsman.store.models import AuditEvent, Base, utcnow
+from pointsman.store.models import AuditEvent, Base, new_id, utcnow
 
 Row = dict[str, Any]
 ActorIds = tuple[str | None, str | None]
@@ -138,7 +147,8 @@ def _plain(value: Any) -> Any:
 # -- turning the buffer into events -------------------------------------------
 
 
-def _event(table_name: str, resource_id: str, change: _Change) -> AuditEvent | None:
+def _event(table_name: str, resource_id: str, change: _Change) -> Row | None:
+    """The audit_events row for one row's net change, if it changed."""
     before, after = change.before, change.after
     if before is None and after is None:
         return None
@@ -153,13 +163,13 @@ def _event(table_name: str, resource_id: str, change: _Change) -> AuditEvent | N
         if not after:
             return None
         action = "update"
-    return AuditEvent(
-        action=action,
-        resource_type=table_name,
-        resource_id=resource_id,
-        before=before,
-        after=after,
-    )
+    return {
+        "action": action,
+        "resource_type": table_name,
+        "resource_id": resource_id,
+        "before": before,
+        "after": after,
+    }
 
 
 def _masked(table_name: str, values: Row | None, word: str = "changed") -> Row:
@@ -186,11 +196,17 @@ def _before_commit(session: Session) -> None:
         if (event := _event(table_name, resource_id, change)) is not None
     ]
     for position, audit_event in enumerate(events):
+        audit_event["id"] = new_id()
         # Distinct, ordered timestamps keep a transaction's events in order.
-        audit_event.at = start + timedelta(microseconds=position)
-        audit_event.actor_user_id = user_id
-        audit_event.token_id = token_id
-    session.add_all(events)
+        audit_event["at"] = start + timedelta(microseconds=position)
+        audit_event["actor_user_id"] = user_id
+        audit_event["token_id"] = token_id
+    if events:
+        session.connection().execute(insert(_events_table()), events)
+
+
+def _events_table() -> Table:
+    return Base.metadata.tables[AuditEvent.__tablename__]
 
 
 def _after_transaction_end(session: Session, transaction: Any) -> None:

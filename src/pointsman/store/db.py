@@ -52,7 +52,7 @@ class Store:
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        pass  # audit.install(self._sessions)
+        audit.install(self._sessions)
         self._write_listeners: list[Callable[[], None]] = []
 
     def on_write(self, listener: Callable[[], None]) -> None:
@@ -71,14 +71,19 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A transaction that moves the configuration version on commit, so
-        every server process reloads its snapshot on its next request."""
+        every server process reloads its snapshot on its next request.
+
+        The version row is updated first: its lock (PostgreSQL) or the write
+        lock it takes (SQLite) makes configuration writes one at a time, so
+        every check a write makes (no chains, values free) reads the state no
+        other writer can change before it commits."""
         with self._sessions() as session, session.begin():
-            yield session
             session.execute(
                 update(ConfigState)
                 .where(ConfigState.id == 1)
                 .values(version=ConfigState.version + 1)
             )
+            yield session
             if not self.is_sqlite:
                 # Delivered at commit to every process listening (see changes.py).
                 session.execute(text(f"select pg_notify('{CHANGE_CHANNEL}', '')"))
