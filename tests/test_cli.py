@@ -125,3 +125,24 @@ def test_demo_routes_each_user_to_the_promised_database() -> None:
     for user in ("dev.engineer", "qa.tester", "new.hire"):
         assert "SQLite (Development)" in rows[f"{user}@example.com"]
         assert "test-customer-a" in rows[f"{user}@example.com"]
+
+
+def test_serve_creates_nothing_when_it_refuses(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    CliRunner().invoke(main, ["serve", "--port", "0"], env=env)
+
+    assert not (tmp_path / "store.db").exists()
+    assert not (tmp_path / "data").exists()
+
+
+def test_serve_on_an_unreachable_store_says_so_without_a_traceback(
+    env: dict[str, str],
+) -> None:
+    env["POINTSMAN_DATABASE_URL"] = "postgresql://nobody@127.0.0.1:1/none"
+
+    result = CliRunner().invoke(main, ["serve", "--port", "0"], env=env)
+
+    assert result.exit_code == 1
+    assert "Cannot reach the metadata store" in result.output
+    assert "Traceback" not in result.output

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import click
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from pointsman.config import Settings
+from pointsman.crypto import SecretBox, load_keys
 from pointsman.errors import PointsmanError
 from pointsman.services.container import Services
 from pointsman.services.setup import initialize
 from pointsman.services.tokens import create_token
 from pointsman.store import models
+from pointsman.store.db import Store, normalise_url
 from pointsman.store.migrate import check_current
 
 database_url_option = click.option(
@@ -37,6 +42,10 @@ def main(log_level: str) -> None:
         level=log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Each HTTP call of the demo's client is printed by the demo itself.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # The pool's own messages are raw libpq text; ours say the same, scrubbed.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 
 @main.command()
@@ -117,13 +126,34 @@ def serve(database_url: str | None, host: str, port: int) -> None:
 
     from pointsman.api.app import create_app
 
-    services = open_services(database_url)
-    try:
-        check_current(services.store)
-    except PointsmanError as exc:
-        services.close()
-        raise click.ClickException(exc.detail) from None
+    settings = Settings.from_env(database_url)
+    store = open_checked_store(settings)
+    box = SecretBox(load_keys(settings.secret_keys, settings.data_dir))
+    services = Services(settings=settings, store=store, secrets=box)
     uvicorn.run(create_app(services), host=host, port=port, log_level="info")
+
+
+def open_checked_store(settings: Settings) -> Store:
+    """The store, refusing (without creating anything) one that is missing,
+    unreachable or not at the newest migration."""
+    url = make_url(normalise_url(settings.database_url))
+    is_file = url.get_backend_name() == "sqlite" and url.database
+    if is_file and not Path(str(url.database)).exists():
+        raise click.ClickException(
+            f"No metadata store at {url.database}: run 'pointsman init' first"
+        )
+    store = Store(settings.database_url)
+    try:
+        check_current(store)
+    except PointsmanError as exc:
+        store.dispose()
+        raise click.ClickException(exc.detail) from None
+    except SQLAlchemyError as exc:
+        store.dispose()
+        raise click.ClickException(
+            f"Cannot reach the metadata store {store.describe()} ({type(exc).__name__})"
+        ) from None
+    return store
 
 
 @main.command()
@@ -133,6 +163,7 @@ def demo(keep: bool) -> None:
     databases and show where each user's query went."""
     from pointsman.demo import run_demo
 
+    logging.getLogger().setLevel(logging.WARNING)
     sys.exit(run_demo(keep=keep))
 
 

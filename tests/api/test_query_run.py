@@ -558,3 +558,18 @@ async def test_integers_beyond_64_bits_survive_json(
     assert lines_of(response)[1]["result"] == [
         {"h": "170141183460469231731687303715884105727"}
     ]
+
+
+async def test_a_pool_closes_when_another_process_archives_its_connection(
+    api: httpx.AsyncClient, walkthrough: dict[str, str], services: Any
+) -> None:
+    from pointsman.services.connections import archive_connection
+
+    await run(api, walkthrough["prod"])
+    assert services.engines.pool_stats(walkthrough["prod"]) is not None
+    archive_connection(services.store, walkthrough["prod"])  # as another process would
+
+    await api.get("/api/v1/whoami")
+    await asyncio.sleep(0.2)
+
+    assert services.engines.pool_stats(walkthrough["prod"]) is None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.requests import Request
 
@@ -43,6 +45,27 @@ class RateLimiter:
         self._windows[token_id] = (start, count + 1)
 
 
+def retire_stale_pools(app: Any, services: Services, snapshot: Snapshot) -> None:
+    """On a new configuration version, close this process's pools of
+    connections that were archived or re-credentialed (by any process);
+    running queries finish on them."""
+    if getattr(app.state, "pools_checked_at", None) == snapshot.version:
+        return
+    app.state.pools_checked_at = snapshot.version
+    for connection_id in services.engines.open_connection_ids():
+        info = snapshot.live_connection(connection_id)
+        stats = services.engines.pool_stats(connection_id) or {}
+        if info is None or stats.get("credentialsVersion") != info.credentials_version:
+            task = asyncio.get_running_loop().create_task(
+                services.engines.close(connection_id)
+            )
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+
+
+_closing: set[asyncio.Task[None]] = set()
+
+
 def bearer_token(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
@@ -56,6 +79,7 @@ async def caller(request: Request) -> Caller:
     snapshot = services.snapshots.peek()
     if snapshot is None:
         snapshot = await call(services.snapshots.current)
+        retire_stale_pools(request.app, services, snapshot)
     actor = authenticate(snapshot, bearer_token(request))
     request.app.state.rate_limiter.check(actor.token.id)
     request.state.actor = actor

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 from pointsman.engines import failures
-from pointsman.engines.base import Engine, infer_arrow_type, pool_size, split_rows
+from pointsman.engines.base import Engine, infer_arrow_type, split_rows
 from pointsman.engines.spec import Column, ConnectionSpec, QueryResult
 from pointsman.errors import EngineError
 
@@ -35,55 +35,15 @@ CLOSE_GRACE_SECONDS = 30.0
 MEMORY = ":memory:"
 
 
-class _Slots:
-    """A bounded set of connections: idle ones, and how many exist in all."""
-
-    def __init__(self, max_size: int) -> None:
-        self.max_size = max_size
-        self.size = 0
-        self.idle: list[Any] = []
-        self.opened = 0
-        self.closed = 0
-        self._changed = asyncio.Condition()
-
-    async def take(self) -> Any | None:
-        """An idle connection, or ``None``: a slot is reserved, open one."""
-        async with self._changed:
-            while not self.idle and self.size >= self.max_size:
-                await self._changed.wait()
-            if self.idle:
-                return self.idle.pop()
-            self.size += 1
-            return None
-
-    async def put(self, conn: Any) -> None:
-        async with self._changed:
-            self.idle.append(conn)
-            self._changed.notify_all()
-
-    async def free(self, *, opened: bool) -> None:
-        """Give a slot up: its connection was closed or never opened."""
-        async with self._changed:
-            self.size -= 1
-            self.closed += int(opened)
-            self._changed.notify_all()
-
-    async def wait_all_idle(self) -> None:
-        async with self._changed:
-            await self._changed.wait_for(lambda: len(self.idle) >= self.size)
-
-
 class EmbeddedEngine(Engine):
     """A pool of blocking connections to one database file."""
 
-    def __init__(self, spec: ConnectionSpec) -> None:
-        super().__init__(spec)
-        self._slots = _Slots(pool_size(spec))
+    def __init__(self, spec: ConnectionSpec, **kwargs: Any) -> None:
+        super().__init__(spec, **kwargs)
         self._executor = ThreadPoolExecutor(
-            max_workers=self._slots.max_size,
+            max_workers=self.limits.max_size,
             thread_name_prefix=f"pointsman-{spec.dialect}",
         )
-        self._closing = False
 
     # -- what each driver provides (all blocking, run on the executor) -------
 
@@ -106,44 +66,19 @@ class EmbeddedEngine(Engine):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, function, *args)
 
-    async def _acquire(self) -> Any:
-        conn = await self._slots.take()
-        if conn is not None:
-            return conn
-        try:
-            conn = await self._call(self._open)
-        except BaseException:
-            await self._slots.free(opened=False)
-            raise
-        self._slots.opened += 1
-        return conn
+    async def _open_connection(self) -> Any:
+        return await self._call(self._open)
 
-    async def _release(self, conn: Any) -> None:
-        if self._closing:
-            await self._discard(conn)
-        else:
-            await self._slots.put(conn)
-
-    async def _discard(self, conn: Any) -> None:
-        try:
-            await self._call(self._close, conn)
-        finally:
-            await self._slots.free(opened=True)
+    async def _close_connection(self, conn: Any) -> None:
+        await self._call(self._close, conn)
 
     # -- running ---------------------------------------------------------------
 
-    async def run(self, sql: str, *, limit: int | None = None) -> QueryResult:
-        self.touch()
-        timeout = self.spec.query_timeout_seconds
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        try:
-            async with asyncio.timeout(timeout):
-                conn = await self._acquire()
-        except TimeoutError as exc:
-            self.counters["queryTimeouts"] += 1
-            raise failures.timed_out(self.spec) from exc
-        return await self._run_on(conn, sql, limit, deadline - loop.time())
+    async def _run_admitted(
+        self, sql: str, limit: int | None, acquire_deadline: float
+    ) -> QueryResult:
+        conn = await self.acquire(acquire_deadline)
+        return await self._run_on(conn, sql, limit, self.spec.query_timeout_seconds)
 
     async def _run_on(
         self, conn: Any, sql: str, limit: int | None, timeout: float
@@ -161,7 +96,7 @@ class EmbeddedEngine(Engine):
             self.counters["queryTimeouts"] += 1
             logger.warning("interrupted a query past its timeout on %s", self.spec)
             raise failures.timed_out(self.spec)
-        await self._release(conn)
+        self.pool.release(conn)
         return self._result_of(work)
 
     def _result_of(self, work: asyncio.Future[QueryResult]) -> QueryResult:
@@ -182,42 +117,20 @@ class EmbeddedEngine(Engine):
         done, _ = await asyncio.wait({work}, timeout=CLOSE_GRACE_SECONDS)
         if not done:
             logger.warning("a thread ignored interrupt() on %s", self.spec)
-            await self._slots.free(opened=True)
+            self.pool.forget(conn)
             return
         if not work.cancelled():
             work.exception()
-        await self._discard(conn)
+        self.pool.release(conn, reusable=False)
 
     # -- lifecycle ---------------------------------------------------------------
 
-    async def aclose(self) -> None:
-        self._closing = True
-        try:
-            async with asyncio.timeout(CLOSE_GRACE_SECONDS):
-                await self._slots.wait_all_idle()
-        except TimeoutError:
-            logger.warning("closing %s with queries still running", self.spec)
-        idle, self._slots.idle = self._slots.idle, []
-        for conn in idle:
-            await self._discard(conn)
-        await self.wait_background()
-        await self._call(self._close_shared)
+    async def _close_shared(self) -> None:
+        await self._call(self._close_database)
         self._executor.shutdown(wait=False, cancel_futures=True)
-        logger.info("closed pool for %s", self.spec)
 
-    def _close_shared(self) -> None:
+    def _close_database(self) -> None:
         """Close what all connections share (nothing, unless overridden)."""
-
-    def pool_stats(self) -> dict[str, int]:
-        slots = self._slots
-        return {
-            "maxSize": slots.max_size,
-            "size": slots.size,
-            "inUse": slots.size - len(slots.idle),
-            "idle": len(slots.idle),
-            "connectionsOpened": slots.opened,
-            "connectionsClosed": slots.closed,
-        }
 
 
 def _file_path(spec: ConnectionSpec) -> str:
@@ -341,8 +254,8 @@ class DuckDBEngine(EmbeddedEngine):
     holding it shows up as :class:`DatabaseUnavailableError`.
     """
 
-    def __init__(self, spec: ConnectionSpec) -> None:
-        super().__init__(spec)
+    def __init__(self, spec: ConnectionSpec, **kwargs: Any) -> None:
+        super().__init__(spec, **kwargs)
         self._database: Any = None
         self._database_lock = threading.Lock()
 
@@ -375,7 +288,7 @@ class DuckDBEngine(EmbeddedEngine):
     def _close(self, conn: Any) -> None:
         conn.close()
 
-    def _close_shared(self) -> None:
+    def _close_database(self) -> None:
         with self._database_lock:
             if self._database is not None:
                 self._database.close()

@@ -14,8 +14,10 @@ from urllib.parse import quote
 
 from pointsman.engines.spec import ConnectionSpec
 from pointsman.errors import (
+    ConnectionBusyError,
     DatabaseUnavailableError,
     QueryFailedError,
+    QueryQueueFullError,
     QueryTimeoutError,
 )
 
@@ -119,4 +121,40 @@ def timed_out(spec: ConnectionSpec) -> QueryTimeoutError:
     return QueryTimeoutError(
         f"Query exceeded the {seconds}s timeout of connection {spec.name!r}"
         " and was cancelled"
+    )
+
+
+def queue_full(
+    spec: ConnectionSpec, running: int, queued: int, retry_after_seconds: int
+) -> QueryQueueFullError:
+    return QueryQueueFullError(
+        f"Connection {spec.name!r} is running {running} queries with {queued}"
+        " more waiting: try again later",
+        retry_after_seconds=retry_after_seconds,
+    )
+
+
+def busy(
+    spec: ConnectionSpec, seconds: float, retry_after_seconds: int
+) -> ConnectionBusyError:
+    return ConnectionBusyError(
+        f"Connection {spec.name!r} is busy: no database connection came free"
+        f" within {seconds:g}s",
+        retry_after_seconds=retry_after_seconds,
+    )
+
+
+def over_cap(
+    spec: ConnectionSpec, cap: int, retry_after_seconds: int
+) -> ConnectionBusyError:
+    return ConnectionBusyError(
+        f"Connection {spec.name!r} is busy: this server already holds its limit"
+        f" of {cap} open database connections",
+        retry_after_seconds=retry_after_seconds,
+    )
+
+
+def closed(spec: ConnectionSpec) -> ConnectionBusyError:
+    return ConnectionBusyError(
+        f"The pool of connection {spec.name!r} was closed while the query waited"
     )

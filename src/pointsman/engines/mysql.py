@@ -1,4 +1,4 @@
-"""MySQL and MariaDB through aiomysql's pool.
+"""MySQL and MariaDB through aiomysql, on pointsman's bounded pool.
 
 The MySQL protocol has no out-of-band cancel: past the timeout, a second
 connection sends ``KILL QUERY <thread id>``. The statement then ends on the
@@ -18,15 +18,14 @@ import aiomysql
 import pymysql
 
 from pointsman.engines import failures
-from pointsman.engines.base import Engine, pool_size, split_rows
+from pointsman.engines.base import Engine, split_rows
 from pointsman.engines.spec import Column, ConnectionSpec, QueryResult
 from pointsman.errors import DatabaseUnavailableError
 
 logger = logging.getLogger(__name__)
 
 KILL_GRACE_SECONDS = 5.0
-POOL_RECYCLE_SECONDS = 3600
-CLOSE_GRACE_SECONDS = 30.0
+CONNECT_GRACE_SECONDS = 1.0
 
 # pymysql.constants.FIELD_TYPE codes. Integers widen one step because the
 # description does not say whether a column is UNSIGNED.
@@ -102,11 +101,6 @@ def _error_message(exc: pymysql.err.Error) -> str:
 class MySQLEngine(Engine):
     """MySQL and MariaDB."""
 
-    def __init__(self, spec: ConnectionSpec) -> None:
-        super().__init__(spec)
-        self._pool: aiomysql.Pool | None = None
-        self._open_lock = asyncio.Lock()
-
     @classmethod
     async def server_version(cls, spec: ConnectionSpec) -> str:
         conn = await _connect(spec)
@@ -120,48 +114,46 @@ class MySQLEngine(Engine):
             await _close_quietly(conn)
         return str(row[0]) if row else ""
 
-    async def _ensure_pool(self) -> aiomysql.Pool:
-        if self._pool is not None:
-            return self._pool
-        async with self._open_lock:
-            if self._pool is None:
-                self._pool = await aiomysql.create_pool(
-                    minsize=0,
-                    maxsize=pool_size(self.spec),
-                    pool_recycle=POOL_RECYCLE_SECONDS,
-                    **connect_kwargs(self.spec),
-                )
-                logger.info("opened pool for %s", self.spec)
-        return self._pool
+    # -- connections -------------------------------------------------------------
 
-    async def run(self, sql: str, *, limit: int | None = None) -> QueryResult:
-        self.touch()
-        pool = await self._ensure_pool()
+    async def _open_connection(self) -> aiomysql.Connection:
+        return await _connect(self.spec)
+
+    async def _close_connection(self, conn: aiomysql.Connection) -> None:
+        await _close_quietly(conn)
+
+    def _alive(self, conn: aiomysql.Connection) -> bool:
+        """Closed, or the server hung up while the connection was idle."""
+        reader = getattr(conn, "_reader", None)
+        if conn.closed or reader is None:
+            return False
+        return not (reader.at_eof() or reader.exception() is not None)
+
+    def _give_back(self, conn: aiomysql.Connection) -> None:
+        # An open transaction is not ours to finish: such a link is closed.
+        reusable = not conn.closed and not conn.get_transaction_status()
+        self.pool.release(conn, reusable=reusable)
+
+    # -- running -------------------------------------------------------------------
+
+    async def _run_admitted(
+        self, sql: str, limit: int | None, acquire_deadline: float
+    ) -> QueryResult:
+        conn = await self.acquire(acquire_deadline)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.spec.query_timeout_seconds
-        conn = await self._acquire(pool)
         handed_off = False
         try:
             timeout = deadline - loop.time()
             result, unread = await self._run_guarded(conn, sql, limit, timeout)
             if unread is not None:
                 remaining = deadline - loop.time()
-                self.spawn(self._drain_and_release(pool, conn, unread, remaining))
+                self.spawn(self._drain_and_release(conn, unread, remaining))
                 handed_off = True
             return result
         finally:
             if not handed_off:
-                await pool.release(conn)
-
-    async def _acquire(self, pool: aiomysql.Pool) -> aiomysql.Connection:
-        try:
-            async with asyncio.timeout(self.spec.query_timeout_seconds):
-                return await pool.acquire()
-        except TimeoutError as exc:
-            self.counters["queryTimeouts"] += 1
-            raise failures.timed_out(self.spec) from exc
-        except pymysql.err.Error as exc:
-            raise failures.connect_failed(self.spec, exc) from exc
+                self._give_back(conn)
 
     async def _run_guarded(
         self, conn: aiomysql.Connection, sql: str, limit: int | None, timeout: float
@@ -213,7 +205,6 @@ class MySQLEngine(Engine):
 
     async def _drain_and_release(
         self,
-        pool: aiomysql.Pool,
         conn: aiomysql.Connection,
         cursor: aiomysql.SSCursor,
         remaining: float,
@@ -227,7 +218,7 @@ class MySQLEngine(Engine):
             conn.close()
             await kill_query(self.spec, thread_id)
         finally:
-            await pool.release(conn)
+            self._give_back(conn)
 
     async def _cancel_on_server(
         self, conn: aiomysql.Connection, task: asyncio.Future[Any]
@@ -258,38 +249,26 @@ class MySQLEngine(Engine):
         lost = code in _CONNECTION_LOST_CODES or code >= _FIRST_CLIENT_ERROR_CODE
         if lost or isinstance(exc, pymysql.err.InterfaceError):
             conn.close()
+            self.connection_lost()
             return failures.connect_failed(self.spec, exc)
         self.counters["queryFailures"] += 1
         return failures.query_failed(self.spec, _error_message(exc))
 
-    async def aclose(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close()
-            try:
-                async with asyncio.timeout(CLOSE_GRACE_SECONDS):
-                    await pool.wait_closed()
-            except TimeoutError:
-                pool.terminate()
-            logger.info("closed pool for %s", self.spec)
-        await self.wait_background()
-
-    def pool_stats(self) -> dict[str, int]:
-        pool = self._pool
-        size = pool.size if pool is not None else 0
-        idle = pool.freesize if pool is not None else 0
-        return {
-            "maxSize": pool_size(self.spec),
-            "size": size,
-            "inUse": max(size - idle, 0),
-            "idle": idle,
-        }
-
 
 async def _connect(spec: ConnectionSpec) -> aiomysql.Connection:
-    """A fresh connection outside the pool, with errors already translated."""
+    """A fresh connection, with errors already translated.
+
+    aiomysql's ``connect_timeout`` bounds the TCP connect only; the deadline
+    here also bounds a server that accepts and then never greets.
+    """
     try:
-        return await aiomysql.connect(**connect_kwargs(spec))
+        async with asyncio.timeout(
+            spec.connect_timeout_seconds + CONNECT_GRACE_SECONDS
+        ):
+            return await aiomysql.connect(**connect_kwargs(spec))
+    except TimeoutError as exc:
+        reason = "no answer before the connect timeout"
+        raise failures.unavailable(spec, reason) from exc
     except (pymysql.err.Error, OSError) as exc:
         raise failures.connect_failed(spec, exc) from exc
 

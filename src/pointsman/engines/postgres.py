@@ -1,4 +1,4 @@
-"""PostgreSQL and Redshift through psycopg 3's own async pool.
+"""PostgreSQL and Redshift through psycopg 3, on pointsman's bounded pool.
 
 Timeouts are enforced twice: the server's ``statement_timeout`` (set on every
 pooled session) cancels the statement where it runs, and a client-side
@@ -17,12 +17,12 @@ from typing import Any, cast
 import psycopg
 from psycopg import AsyncConnection
 from psycopg.adapt import AdaptersMap
+from psycopg.pq import TransactionStatus
 from psycopg.sql import SQL, Identifier, Literal
 from psycopg.types.string import TextLoader
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from pointsman.engines import failures
-from pointsman.engines.base import Engine, pool_size, split_rows
+from pointsman.engines.base import Engine, split_rows
 from pointsman.engines.spec import Column, ConnectionSpec, QueryResult
 
 logger = logging.getLogger(__name__)
@@ -30,9 +30,8 @@ logger = logging.getLogger(__name__)
 # The client deadline trails the server's statement_timeout by this much, so
 # that the server normally cancels first and the client is only a backstop.
 CLIENT_GRACE_SECONDS = 0.5
+CONNECT_GRACE_SECONDS = 1.0
 STREAM_CHUNK_ROWS = 1000
-MAX_IDLE_SECONDS = 300.0
-MAX_LIFETIME_SECONDS = 3600.0
 DEFAULT_PORTS = {"postgres": 5432, "redshift": 5439}
 
 _CONNECTION_LOST_STATES = ("08", "57P01", "57P02", "57P03")
@@ -85,42 +84,8 @@ def connect_kwargs(spec: ConnectionSpec) -> dict[str, Any]:
     return {key: value for key, value in kwargs.items() if value is not None}
 
 
-class _FailFastPool(AsyncConnectionPool[AsyncConnection[Any]]):
-    """A pool that tells its waiting clients at once when connecting fails.
-
-    psycopg_pool connects in a background worker and, on failure, keeps
-    retrying while clients wait out their whole timeout. Here a failed
-    attempt fails the clients waiting at that moment with the real error.
-    """
-
-    last_connect_error: Exception | None = None
-
-    async def _connect(self, timeout: float | None = None) -> AsyncConnection[Any]:
-        try:
-            conn = await super()._connect(timeout)
-        except Exception as exc:
-            self.last_connect_error = exc
-            await self._fail_waiting(exc)
-            raise
-        self.last_connect_error = None
-        return conn
-
-    async def _fail_waiting(self, exc: Exception) -> None:
-        async with self._lock:
-            waiting = list(self._waiting)
-            self._waiting.clear()
-        for client in waiting:
-            await client.fail(exc)
-
-
 class PostgresEngine(Engine):
     """PostgreSQL (and Redshift, which speaks its protocol)."""
-
-    def __init__(self, spec: ConnectionSpec) -> None:
-        super().__init__(spec)
-        self._pool = self._make_pool()
-        self._opened = False
-        self._open_lock = asyncio.Lock()
 
     @classmethod
     async def server_version(cls, spec: ConnectionSpec) -> str:
@@ -138,24 +103,32 @@ class PostgresEngine(Engine):
                 raise _query_error(spec, exc) from exc
         return str(row[0]) if row else ""
 
-    def _make_pool(self) -> _FailFastPool:
+    # -- connections -------------------------------------------------------------
+
+    async def _open_connection(self) -> AsyncConnection[Any]:
         spec = self.spec
-        kwargs = connect_kwargs(spec) | {"autocommit": True, "context": _ADAPTERS}
+        kwargs = connect_kwargs(spec)
         if spec.dialect == "redshift":
             kwargs["prepare_threshold"] = None
-        return _FailFastPool(
-            min_size=0,
-            max_size=pool_size(spec),
-            kwargs=kwargs,
-            configure=self._configure,
-            name=f"pointsman:{spec.id}",
-            open=False,
-            timeout=float(spec.query_timeout_seconds),
-            max_idle=MAX_IDLE_SECONDS,
-            max_lifetime=MAX_LIFETIME_SECONDS,
-            # Give up on a failed connect at once: the next request retries.
-            reconnect_timeout=0.0,
-        )
+        try:
+            # libpq's connect_timeout covers the connect; this is a backstop.
+            async with asyncio.timeout(
+                spec.connect_timeout_seconds + CONNECT_GRACE_SECONDS
+            ):
+                conn = await AsyncConnection.connect(
+                    autocommit=True, context=_ADAPTERS, **kwargs
+                )
+                try:
+                    await self._configure(conn)
+                except BaseException:
+                    await conn.close()
+                    raise
+        except TimeoutError as exc:
+            reason = "no answer before the connect timeout"
+            raise failures.unavailable(spec, reason) from exc
+        except psycopg.Error as exc:
+            raise failures.connect_failed(spec, exc) from exc
+        return conn
 
     async def _configure(self, conn: AsyncConnection[Any]) -> None:
         timeout_ms = Literal(self.spec.query_timeout_seconds * 1000)
@@ -164,24 +137,39 @@ class PostgresEngine(Engine):
             schema = Identifier(self.spec.default_schema)
             await conn.execute(SQL("set search_path to {}").format(schema))
 
-    async def _ensure_open(self) -> None:
-        if self._opened:
-            return
-        async with self._open_lock:
-            if not self._opened:
-                await self._pool.open()
-                self._opened = True
-                logger.info("opened pool for %s", self.spec)
+    async def _close_connection(self, conn: AsyncConnection[Any]) -> None:
+        await conn.close()
 
-    async def run(self, sql: str, *, limit: int | None = None) -> QueryResult:
-        self.touch()
-        await self._ensure_open()
+    def _alive(self, conn: AsyncConnection[Any]) -> bool:
+        return not conn.closed and not conn.broken
+
+    async def _give_back(self, conn: AsyncConnection[Any]) -> None:
+        reusable = False
+        try:
+            reusable = await _reset(conn)
+        finally:
+            self.pool.release(conn, reusable=reusable)
+
+    # -- running -------------------------------------------------------------------
+
+    async def _run_admitted(
+        self, sql: str, limit: int | None, acquire_deadline: float
+    ) -> QueryResult:
+        conn = await self.acquire(acquire_deadline)
+        try:
+            return await self._run_within_timeout(conn, sql, limit)
+        finally:
+            await self._give_back(conn)
+
+    async def _run_within_timeout(
+        self, conn: AsyncConnection[Any], sql: str, limit: int | None
+    ) -> QueryResult:
         deadline = asyncio.timeout(
             self.spec.query_timeout_seconds + CLIENT_GRACE_SECONDS
         )
         try:
             async with deadline:
-                return await self._run_pooled(sql, limit)
+                return await self._run_on(conn, sql, limit)
         except TimeoutError as exc:
             if not deadline.expired():
                 raise
@@ -189,8 +177,9 @@ class PostgresEngine(Engine):
             logger.warning("cancelled a query past its timeout on %s", self.spec)
             raise failures.timed_out(self.spec) from exc
 
-    async def _run_pooled(self, sql: str, limit: int | None) -> QueryResult:
-        conn = await self._getconn()
+    async def _run_on(
+        self, conn: AsyncConnection[Any], sql: str, limit: int | None
+    ) -> QueryResult:
         try:
             return await self._fetch(conn, sql, limit)
         except psycopg.errors.QueryCanceled as exc:
@@ -200,22 +189,11 @@ class PostgresEngine(Engine):
             logger.warning("statement_timeout cancelled a query on %s", self.spec)
             raise failures.timed_out(self.spec) from exc
         except psycopg.Error as exc:
-            self.counters["queryFailures"] += 1
+            if _connection_lost(exc):
+                self.connection_lost()
+            else:
+                self.counters["queryFailures"] += 1
             raise _query_error(self.spec, exc) from exc
-        finally:
-            await self._pool.putconn(conn)
-
-    async def _getconn(self) -> AsyncConnection[Any]:
-        try:
-            return await self._pool.getconn()
-        except PoolTimeout as exc:
-            if self._pool.last_connect_error is not None:
-                cause = self._pool.last_connect_error
-                raise failures.connect_failed(self.spec, cause) from exc
-            self.counters["queryTimeouts"] += 1
-            raise failures.timed_out(self.spec) from exc
-        except psycopg.Error as exc:
-            raise failures.connect_failed(self.spec, exc) from exc
 
     async def _fetch(
         self, conn: AsyncConnection[Any], query: str, limit: int | None
@@ -229,26 +207,19 @@ class PostgresEngine(Engine):
                 return _result(description, rows, truncated=False)
             return await _stream(cursor, query, limit)
 
-    async def aclose(self) -> None:
-        if self._opened:
-            await self._pool.close()
-            logger.info("closed pool for %s", self.spec)
-        await self.wait_background()
 
-    def pool_stats(self) -> dict[str, int]:
-        stats = self._pool.get_stats()
-        size = stats.get("pool_size", 0)
-        idle = stats.get("pool_available", 0)
-        return {
-            "maxSize": stats.get("pool_max", 0),
-            "size": size,
-            "inUse": max(size - idle, 0),
-            "idle": idle,
-            "waiting": stats.get("requests_waiting", 0),
-            "connectionsOpened": stats.get("connections_num", 0),
-            "connectionErrors": stats.get("connections_errors", 0),
-            "connectionsLost": stats.get("connections_lost", 0),
-        }
+async def _reset(conn: AsyncConnection[Any]) -> bool:
+    """Bring a returned connection back to idle; False if it cannot be reused."""
+    status = conn.pgconn.transaction_status
+    if status == TransactionStatus.IDLE:
+        return not conn.closed
+    if status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+        try:
+            await conn.rollback()
+        except psycopg.Error:
+            return False
+        return True
+    return False
 
 
 async def _stream(
@@ -284,11 +255,16 @@ def _result(
     return QueryResult(columns=columns, rows=rows, truncated=truncated)
 
 
-def _query_error(spec: ConnectionSpec, exc: psycopg.Error) -> Exception:
+def _connection_lost(exc: psycopg.Error) -> bool:
     state = exc.sqlstate or ""
-    lost = not state and isinstance(
+    if state.startswith(_CONNECTION_LOST_STATES):
+        return True
+    return not state and isinstance(
         exc, psycopg.OperationalError | psycopg.InterfaceError
     )
-    if lost or state.startswith(_CONNECTION_LOST_STATES):
+
+
+def _query_error(spec: ConnectionSpec, exc: psycopg.Error) -> Exception:
+    if _connection_lost(exc):
         return failures.connect_failed(spec, exc)
     return failures.query_failed(spec, str(exc))

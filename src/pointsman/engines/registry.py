@@ -11,11 +11,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from pointsman.engines import failures
-from pointsman.engines.base import Engine, settings_of
+from pointsman.engines.base import (
+    DEFAULT_CONNECT_BACKOFF_SECONDS,
+    MAX_CONNECT_BACKOFF_SECONDS,
+    Engine,
+    EngineRetired,
+    settings_of,
+)
+from pointsman.engines.pool import ConnectionBudget
 from pointsman.engines.spec import ConnectionSpec, QueryResult
 from pointsman.errors import EngineError, MissingDriverError
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_OPEN_CONNECTIONS = 200
+# How long close_all lets running queries finish before closing under them.
+CLOSE_GRACE_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -27,12 +38,8 @@ class _Driver:
 
 
 _DRIVERS = {
-    "postgres": _Driver(
-        "postgres", "PostgresEngine", "postgres", ("psycopg", "psycopg_pool")
-    ),
-    "redshift": _Driver(
-        "postgres", "PostgresEngine", "redshift", ("psycopg", "psycopg_pool")
-    ),
+    "postgres": _Driver("postgres", "PostgresEngine", "postgres", ("psycopg",)),
+    "redshift": _Driver("postgres", "PostgresEngine", "redshift", ("psycopg",)),
     "mysql": _Driver("mysql", "MySQLEngine", "mysql", ("aiomysql", "pymysql")),
     "mariadb": _Driver("mysql", "MySQLEngine", "mysql", ("aiomysql", "pymysql")),
     "sqlite": _Driver("embedded", "SQLiteEngine", "sqlite", ("sqlite3",)),
@@ -80,13 +87,27 @@ class EngineRegistry:
 
     Pools open lazily on first use. A pool opened with other settings or an
     older ``credentials_version`` than the spec at hand is replaced: the new
-    one serves at once while the old one drains and closes in the background.
+    one serves at once while the old one drains (the queries it admitted
+    finish on it) and closes in the background.
+
+    All pools share one cap, ``max_open_connections`` (``None``: no cap).
+    After a failed connect, a connection's requests fail fast for
+    ``connect_backoff_seconds``, a window that doubles with each failed retry
+    up to ``max_connect_backoff_seconds``.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        max_open_connections: int | None = DEFAULT_MAX_OPEN_CONNECTIONS,
+        connect_backoff_seconds: float = DEFAULT_CONNECT_BACKOFF_SECONDS,
+        max_connect_backoff_seconds: float = MAX_CONNECT_BACKOFF_SECONDS,
+    ) -> None:
         self._engines: dict[str, Engine] = {}
         self._classes: dict[str, type[Engine]] = {}
         self._retiring: set[asyncio.Task[None]] = set()
+        self._budget = ConnectionBudget(max_open_connections)
+        self._backoff = (connect_backoff_seconds, max_connect_backoff_seconds)
 
     async def run(
         self, spec: ConnectionSpec, sql: str, *, limit: int | None = None
@@ -94,11 +115,16 @@ class EngineRegistry:
         """Run ``sql`` on a pooled connection for ``spec``.
 
         Fetches at most ``limit`` rows (``truncated`` says if more existed).
-        Raises QueryTimeoutError, QueryFailedError, DatabaseUnavailableError
-        or MissingDriverError, all with client-safe messages.
+        Raises QueryTimeoutError, QueryFailedError, DatabaseUnavailableError,
+        QueryQueueFullError, ConnectionBusyError or MissingDriverError, all
+        with client-safe messages.
         """
         engine = self._engine_for(spec)
-        return await engine.run(sql, limit=limit)
+        try:
+            return await engine.run(sql, limit=limit)
+        except EngineRetired:
+            # Replaced while the query waited: the new settings serve it.
+            return await self._engine_for(spec).run(sql, limit=limit)
 
     async def test(self, spec: ConnectionSpec) -> dict[str, Any]:
         """Connect afresh (not through the pool) and report the server version."""
@@ -115,23 +141,44 @@ class EngineRegistry:
         return {"ok": True, "latencyMs": _elapsed_ms(started), "serverVersion": version}
 
     async def close(self, connection_id: str) -> None:
-        """Drain and close the pool of one connection, if it has one."""
+        """Close the pool of one connection, if it has one.
+
+        An idle pool closes before this returns. A busy one drains in the
+        background: running and waiting queries finish on it, and the next
+        query opens a fresh pool (with the connection's new settings).
+        """
         engine = self._engines.pop(connection_id, None)
-        if engine is not None:
+        if engine is None:
+            return
+        if engine.in_flight:
+            self._retire(engine)
+        else:
             await engine.aclose()
 
     async def close_all(self) -> None:
+        """Close every pool; queries still running get ``CLOSE_GRACE_SECONDS``."""
         engines, self._engines = list(self._engines.values()), {}
-        await asyncio.gather(*(engine.aclose() for engine in engines))
+        await asyncio.gather(
+            *(engine.aclose(CLOSE_GRACE_SECONDS) for engine in engines)
+        )
         while self._retiring:
             await asyncio.gather(*self._retiring, return_exceptions=True)
 
     async def close_idle(self, idle_seconds: float) -> list[str]:
-        """Close the pools unused for ``idle_seconds``; return their ids."""
+        """Close the pools unused for ``idle_seconds``; return their ids.
+
+        In the pools that stay, connections idle past their own limit close.
+        """
         cutoff = time.monotonic() - idle_seconds
-        stale = [cid for cid, e in self._engines.items() if e.last_used_at < cutoff]
+        stale = [
+            cid
+            for cid, engine in self._engines.items()
+            if engine.last_used_at <= cutoff and not engine.in_flight
+        ]
         for connection_id in stale:
             await self.close(connection_id)
+        for engine in self._engines.values():
+            engine.pool.close_expired()
         return stale
 
     def open_connection_ids(self) -> list[str]:
@@ -146,17 +193,33 @@ class EngineRegistry:
             "dialect": engine.spec.dialect,
             "credentialsVersion": engine.spec.credentials_version,
             **engine.pool_stats(),
-            **engine.counters,
+        }
+
+    def connection_stats(self) -> dict[str, Any]:
+        """Server-wide: open database connections against the cap, and pools."""
+        return {
+            **self._budget.stats(),
+            "pools": len(self._engines),
+            "poolsDraining": len(self._retiring),
         }
 
     def _engine_for(self, spec: ConnectionSpec) -> Engine:
         """The engine for ``spec``; synchronous, so two callers never race."""
         current = self._engines.get(spec.id)
         if current is not None and (
-            current.spec is spec or current.settings == settings_of(spec)
+            current.spec is spec
+            or current.settings == settings_of(spec)
+            # A spec read before a credential change: the newer pool serves it.
+            or current.spec.credentials_version > spec.credentials_version
         ):
             return current
-        engine = self._class_for(spec.dialect)(spec)
+        initial, maximum = self._backoff
+        engine = self._class_for(spec.dialect)(
+            spec,
+            budget=self._budget,
+            connect_backoff_seconds=initial,
+            max_connect_backoff_seconds=maximum,
+        )
         self._engines[spec.id] = engine
         if current is not None:
             logger.info("settings of %s changed: replacing its pool", spec)
@@ -170,6 +233,7 @@ class EngineRegistry:
         return engine
 
     def _retire(self, engine: Engine) -> None:
+        engine.retired = True
         task = asyncio.get_running_loop().create_task(engine.aclose())
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)

@@ -132,9 +132,9 @@ def _text(value: Any) -> str | None:
 
 
 def _jsonable(value: Any) -> Any:
-    kind = type(value)
-    if kind in _PLAIN:
-        return _integer(value) if kind is int else value
+    plain = type(value)
+    if plain in _PLAIN:
+        return _integer(value) if plain is int else value
     for kind, convert in _JSON_CONVERTERS:
         if isinstance(value, kind):
             return convert(value)

@@ -29,6 +29,7 @@ class ConnectionInfo:
     environment_attribute: str | None = None
     default_values: frozenset[str] = frozenset()
     allow_branch_environments: bool = False
+    credentials_version: int = 1
 
 
 @dataclass(frozen=True, slots=True)

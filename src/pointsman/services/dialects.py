@@ -16,8 +16,9 @@ class DialectRules:
 
 RULES: dict[str, DialectRules] = {
     "postgres": DialectRules(SERVER_FIELDS),
-    "mysql": DialectRules(SERVER_FIELDS),
-    "mariadb": DialectRules(SERVER_FIELDS),
+    # One wire protocol: a MariaDB environment may serve a MySQL base.
+    "mysql": DialectRules(SERVER_FIELDS, family="mysql"),
+    "mariadb": DialectRules(SERVER_FIELDS, family="mysql"),
     "redshift": DialectRules(SERVER_FIELDS),
     "clickhouse": DialectRules(SERVER_FIELDS),
     "trino": DialectRules(SERVER_FIELDS),

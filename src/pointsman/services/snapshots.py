@@ -39,6 +39,7 @@ def load_snapshot(session: Session, version: int) -> Snapshot:
             environment_attribute=row.environment_attribute,
             default_values=frozenset(row.default_values or ()),
             allow_branch_environments=row.allow_branch_environments,
+            credentials_version=row.credentials_version,
         )
         for row in session.scalars(select(models.Connection))
     ]
