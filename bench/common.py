@@ -1,10 +1,10 @@
 """What the benchmark's processes share: the SQL, the pool settings, stats.
 
-The direct-driver floor and the bare endpoint open their pools exactly as
-pointsman's PostgreSQL engine does (``src/pointsman/engines/postgres.py``):
-psycopg 3 ``AsyncConnectionPool``, autocommit, ``min_size=0``,
-``max_size=poolSize`` (default 5), ``statement_timeout`` set on every pooled
-session, the same idle / lifetime / reconnect settings.
+The direct-driver floor and the bare endpoint use psycopg 3's
+``AsyncConnectionPool`` with pointsman's default pool size (``poolSize`` 5,
+``engines/limits.py``) per database and the session settings pointsman's
+PostgreSQL engine uses (autocommit, ``statement_timeout`` set on every
+session); pointsman itself runs on its own pool (``engines/pool.py``).
 """
 
 from __future__ import annotations

@@ -23,6 +23,14 @@ for ``select 1``, 100 rows and 10,000 rows (pointsman in JSON and in its
 default Arrow), then the resolver's cost per decision on synthetic snapshots
 (``resolver_bench.py``) and the resident memory of a pointsman server with
 10,000 environment connections configured and 100 open pools.
+
+Progress goes to stderr, the table to stdout, everything to
+``bench/results.json``. On a shared machine, ``cpu other`` in the table says
+how much other work ran during each measurement (``--quiet-wait S`` waits
+for quiet first); ``srv ms/q`` (CPU time per query) is the column least
+moved by it. ``--profile DIR`` samples pointsman with py-spy
+(``pip install py-spy``) during each of its scenarios; summarise a sample
+file with ``python bench/profile_summary.py DIR/FILE.txt``.
 """
 
 from __future__ import annotations
@@ -90,8 +98,12 @@ TARGETS = {
 }
 
 
+STARTED = time.perf_counter()
+
+
 def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    elapsed = time.perf_counter() - STARTED
+    print(f"[{elapsed:5.0f} s] {message}", file=sys.stderr, flush=True)
 
 
 def free_port() -> int:

@@ -164,7 +164,7 @@ ROWS = [
         "/api/v1/api-keys",
         ORG_ADMINS,
         body={"name": "laptop", "type": "personal", "userId": "{owner}"},
-        variant="another user's PAT",
+        variant="a PAT for the owner",
     ),
     Row(
         "POST",
@@ -231,6 +231,15 @@ ROWS = [
         "/api/v1/connection-environments",
         CONNECTION_ADMIN_ON_BASE,
         body={"baseConnectionId": "{base}", "environmentConnectionIds": ["{spare}"]},
+        variant="an environment everyone may view",
+    ),
+    Row(
+        "POST",
+        "/api/v1/connection-environments",
+        # The connection admin of the base has NO_ACCESS on ``hidden``.
+        ORG_ADMINS,
+        body={"baseConnectionId": "{base}", "environmentConnectionIds": ["{hidden}"]},
+        variant="an environment nobody may view",
     ),
     Row("GET", "/api/v1/connection-environments", MEMBERS),
     Row(
@@ -250,7 +259,7 @@ ROWS = [
         "/api/v1/connections/{base}/route",
         ORG_ADMINS,
         params={"userId": "{owner}"},
-        variant="another user's",
+        variant="the owner's",
     ),
     Row("GET", PICK, QUERIER_ON_BASE),
     Row("PUT", PICK, QUERIER_ON_BASE, body={"connectionEnvironmentId": None}),
@@ -427,6 +436,7 @@ def _targets(
         "region": _switchable_attribute(store),
         "env": env,
         "spare": _sqlite(services, "spare", directory / "customer.db", "QUERIER"),
+        "hidden": _sqlite(services, "hidden", directory / "customer.db", "NO_ACCESS"),
         "link": link,
         "branch": _branch(store, base, link),
         "customer_db": str(directory / "new.db"),

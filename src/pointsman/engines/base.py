@@ -152,6 +152,7 @@ class Engine(ABC):
 
     async def _close_shared(self) -> None:
         """Close what all connections share (nothing, unless overridden)."""
+        return None
 
     # -- running ---------------------------------------------------------------
 

@@ -190,6 +190,7 @@ class Pool(Generic[C]):
         self._idle: deque[_Pooled[C]] = deque()
         self._in_use: dict[int, _Pooled[C]] = {}
         self._connecting = 0
+        self._awaiting_budget = 0
         self._line: Waiters[_Pooled[C] | _Slot] = Waiters()
         self._closing: set[asyncio.Task[None]] = set()
         self._is_closed = False
@@ -288,14 +289,17 @@ class Pool(Generic[C]):
             await asyncio.gather(*self._closing, return_exceptions=True)
 
     def stats(self) -> dict[str, int]:
+        """Gauges count open connections only: a slot still waiting for room
+        under the server-wide cap counts as a waiting request."""
+        connecting = self._connecting - self._awaiting_budget
         return {
             "maxSize": self.max_size,
-            "size": self.size,
+            "size": len(self._idle) + len(self._in_use) + connecting,
             "inUse": len(self._in_use),
             "idle": len(self._idle),
-            "connecting": self._connecting,
+            "connecting": connecting,
             "closing": len(self._closing),
-            "waiting": len(self._line),
+            "waiting": len(self._line) + self._awaiting_budget,
             "connectionsOpened": self.opened,
             "connectionsClosed": self.closed,
         }
@@ -316,7 +320,11 @@ class Pool(Generic[C]):
     async def _open(self, deadline: float | None) -> _Pooled[C]:
         """Open a connection in a slot already counted in ``_connecting``."""
         try:
-            await self._budget.reserve(deadline)
+            self._awaiting_budget += 1
+            try:
+                await self._budget.reserve(deadline)
+            finally:
+                self._awaiting_budget -= 1
             try:
                 conn = await self._connect()
             except BaseException:

@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_OPEN_CONNECTIONS = 200
 # How long close_all lets running queries finish before closing under them.
 CLOSE_GRACE_SECONDS = 30.0
+# A query whose pool is replaced while it waits moves to the new pool; a
+# connection whose settings keep changing under it gives up after this many.
+RETIRED_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -44,19 +47,39 @@ _DRIVERS = {
     "mariadb": _Driver("mysql", "MySQLEngine", "mysql", ("aiomysql", "pymysql")),
     "sqlite": _Driver("embedded", "SQLiteEngine", "sqlite", ("sqlite3",)),
     "duckdb": _Driver("embedded", "DuckDBEngine", "duckdb", ("duckdb",)),
+    # Optional extras: one generic engine over each dialect's SQLAlchemy driver.
+    "snowflake": _Driver(
+        "sqlalchemy_engine",
+        "SQLAlchemyEngine",
+        "snowflake",
+        ("snowflake.sqlalchemy", "snowflake.connector"),
+    ),
+    "bigquery": _Driver(
+        "sqlalchemy_engine",
+        "SQLAlchemyEngine",
+        "bigquery",
+        ("sqlalchemy_bigquery", "google.cloud.bigquery"),
+    ),
+    "databricks": _Driver(
+        "sqlalchemy_engine",
+        "SQLAlchemyEngine",
+        "databricks",
+        ("databricks.sqlalchemy", "databricks.sql"),
+    ),
+    "clickhouse": _Driver(
+        "sqlalchemy_engine", "SQLAlchemyEngine", "clickhouse", ("clickhouse_connect",)
+    ),
+    "mssql": _Driver("sqlalchemy_engine", "SQLAlchemyEngine", "mssql", ("pymssql",)),
+    "trino": _Driver("sqlalchemy_engine", "SQLAlchemyEngine", "trino", ("trino",)),
+    "athena": _Driver(
+        "sqlalchemy_engine", "SQLAlchemyEngine", "athena", ("pyathena", "boto3")
+    ),
 }
 _ALIASES = {"postgresql": "postgres", "sqlserver": "mssql"}
 
 # TODO: these dialects are planned for a later issue; until their engines
 # exist, a connection using one is refused with the extra it will need.
 _LATER_DIALECTS = {
-    "snowflake": "snowflake",
-    "bigquery": "bigquery",
-    "databricks": "databricks",
-    "clickhouse": "clickhouse",
-    "mssql": "mssql",
-    "trino": "trino",
-    "athena": "athena",
     "oracle": "oracle",
 }
 
@@ -67,6 +90,15 @@ def _missing(dialect: str, extra: str) -> MissingDriverError:
     )
 
 
+def _installed(module: str) -> bool:
+    """Whether a module can be imported, without importing it (only its
+    parent packages, for a dotted name)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # the parent package is missing
+        return False
+
+
 def engine_class(dialect: str) -> type[Engine]:
     """The engine class for a dialect, or :class:`MissingDriverError`."""
     key = _ALIASES.get(dialect.strip().lower(), dialect.strip().lower())
@@ -75,7 +107,7 @@ def engine_class(dialect: str) -> type[Engine]:
         if key in _LATER_DIALECTS:
             raise _missing(dialect, _LATER_DIALECTS[key])
         raise MissingDriverError(f"Dialect {dialect} is not supported")
-    if any(importlib.util.find_spec(name) is None for name in driver.imports):
+    if not all(_installed(name) for name in driver.imports):
         raise _missing(dialect, driver.extra)
     module = importlib.import_module(f"pointsman.engines.{driver.module}")
     engine: type[Engine] = getattr(module, driver.engine)
@@ -119,12 +151,13 @@ class EngineRegistry:
         QueryQueueFullError, ConnectionBusyError or MissingDriverError, all
         with client-safe messages.
         """
-        engine = self._engine_for(spec)
-        try:
-            return await engine.run(sql, limit=limit)
-        except EngineRetired:
-            # Replaced while the query waited: the new settings serve it.
-            return await self._engine_for(spec).run(sql, limit=limit)
+        for _ in range(RETIRED_RETRIES):
+            try:
+                return await self._engine_for(spec).run(sql, limit=limit)
+            except EngineRetired:
+                # Replaced while the query waited: the new settings serve it.
+                continue
+        raise failures.closed(spec)
 
     async def test(self, spec: ConnectionSpec) -> dict[str, Any]:
         """Connect afresh (not through the pool) and report the server version."""

@@ -1,9 +1,15 @@
 """Any dialect with a SQLAlchemy driver: the optional-extra dialects.
 
-The drivers block, so a synchronous SQLAlchemy engine with a bounded
-``QueuePool`` (``options.poolSize``) runs each statement on a thread of the
-engine's own executor, as many threads as the pool has connections. SQL goes
-to a raw DBAPI cursor exactly as written: no SQLAlchemy parameter parsing.
+A synchronous SQLAlchemy engine is the dialect-aware way to open one DBAPI
+connection (it runs the dialect's connect hooks); pooling is the base
+class's bounded :class:`~pointsman.engines.pool.Pool`, sized from
+``options.poolSize``/``maxOverflow`` and counted against the server-wide
+connection cap like every other dialect's. (A SQLAlchemy ``QueuePool`` under
+it would keep connections the cap cannot see, so the SQLAlchemy engine uses
+``NullPool``.) The drivers block, so connecting, running and closing happen
+on the engine's own executor, as many threads as the pool has connections.
+SQL goes to a raw DBAPI cursor exactly as written: no SQLAlchemy parameter
+parsing.
 
 The query timeout is enforced as well as each driver allows:
 
@@ -27,21 +33,26 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, cast
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine as SAEngine
 from sqlalchemy.exc import NoSuchModuleError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.pool import NullPool, PoolProxiedConnection, QueuePool
+from sqlalchemy.pool import NullPool, PoolProxiedConnection
 
 from pointsman.engines import failures
-from pointsman.engines.base import Engine, infer_arrow_type, pool_size, split_rows
-from pointsman.engines.dialect_urls import DialectTarget, build_target, canonical
+from pointsman.engines.base import Engine, infer_arrow_type, split_rows
+from pointsman.engines.dialect_urls import (
+    EXTRAS,
+    DialectTarget,
+    build_target,
+    canonical,
+)
 from pointsman.engines.spec import Column, ConnectionSpec, QueryResult
 from pointsman.errors import (
+    DatabaseUnavailableError,
     MissingDriverError,
     PointsmanError,
     QueryFailedError,
@@ -50,8 +61,9 @@ from pointsman.errors import (
 
 logger = logging.getLogger(__name__)
 
+# How long a thread past its timeout may keep its connection before the
+# pool gives the connection up (it is closed when the thread lets go).
 CLOSE_GRACE_SECONDS = 30.0
-POOL_RECYCLE_SECONDS = 3600
 
 # Column types named by the driver (trino, databricks, bigquery, athena),
 # used only when no value tells (every value NULL or no row at all).
@@ -77,9 +89,10 @@ _ARROW_BY_TYPE_NAME = {
     "bytes": "binary",
 }
 
+T = TypeVar("T")
 Canceller = Callable[[], object]
-# A factory for the blocking SQLAlchemy engine (tests pass their own).
-EngineFactory = Callable[[ConnectionSpec, int | None], SAEngine]
+# Makes the blocking SQLAlchemy engine of a spec (tests pass their own).
+EngineFactory = Callable[[ConnectionSpec], SAEngine]
 
 
 def column_type(type_code: Any, values: Iterable[Any]) -> str:
@@ -102,8 +115,6 @@ def find_canceller(cursor: Any, connection: Any) -> Canceller | None:
 
 
 def missing_driver(spec: ConnectionSpec) -> MissingDriverError:
-    from pointsman.engines.dialect_urls import EXTRAS
-
     extra = EXTRAS.get(canonical(spec.dialect), canonical(spec.dialect))
     return MissingDriverError(
         f"Dialect {spec.dialect} needs the optional extra: "
@@ -111,25 +122,40 @@ def missing_driver(spec: ConnectionSpec) -> MissingDriverError:
     )
 
 
-def create_blocking_engine(spec: ConnectionSpec, size: int | None) -> SAEngine:
-    """A sync SQLAlchemy engine for ``spec``: a QueuePool of ``size``
-    connections, or no pool at all (``None``: one fresh connection)."""
-    target = build_target(spec)
-    pooling: dict[str, Any] = {"poolclass": NullPool}
-    if size is not None:
-        pooling = {
-            "poolclass": QueuePool,
-            "pool_size": size,
-            "max_overflow": 0,
-            "pool_timeout": spec.query_timeout_seconds,
-            "pool_recycle": POOL_RECYCLE_SECONDS,
-        }
+# Phrases of the optional drivers, read before the shared table in
+# ``failures`` (FreeTDS says "unavailable or does not exist" of a refused
+# connection, which that table would take for a missing database).
+_DRIVER_REASONS = (
+    ("connection refused", "connection refused"),
+    ("timed out", "no answer before the connect timeout"),
+    ("login failed", "authentication failed"),
+    ("incorrect username or password", "authentication failed"),
+    ("invalid_grant", "authentication failed"),
+    ("adaptive server is unavailable", "the server is unavailable"),
+)
+
+
+def connect_error(spec: ConnectionSpec, exc: BaseException) -> PointsmanError:
+    """DatabaseUnavailableError with a short reason; never the driver's text."""
+    message = " ".join(str(link) for link in _chain(exc)).lower()
+    for phrase, reason in _DRIVER_REASONS:
+        if phrase in message:
+            return failures.unavailable(spec, reason)
+    return failures.connect_failed(spec, exc)
+
+
+def create_blocking_engine(
+    spec: ConnectionSpec, target: DialectTarget | None = None
+) -> SAEngine:
+    """A sync SQLAlchemy engine for ``spec`` that opens a fresh DBAPI
+    connection each time (``NullPool``): the pool is the engine's own."""
+    target = target or build_target(spec)
     try:
         return create_engine(
             target.url,
+            poolclass=NullPool,
             connect_args=dict(target.connect_args),
             hide_parameters=True,
-            **pooling,
             **target.engine_kwargs,
         )
     except (NoSuchModuleError, ImportError) as exc:
@@ -186,113 +212,151 @@ class _Attempt:
 
 
 class SQLAlchemyEngine(Engine):
-    """A bounded pool of blocking DBAPI connections made by a SQLAlchemy dialect."""
+    """DBAPI connections made by a SQLAlchemy dialect, in the bounded pool."""
 
     def __init__(
         self,
         spec: ConnectionSpec,
         *,
-        engine_factory: EngineFactory = create_blocking_engine,
+        engine_factory: EngineFactory | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(spec)
-        self._max_size = pool_size(spec)
-        self._engine_factory = engine_factory
+        super().__init__(spec, **kwargs)
+        self._engine_factory = engine_factory or create_blocking_engine
         self._engine: SAEngine | None = None
         self._engine_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(
-            max_workers=self._max_size,
+            max_workers=self.limits.max_size,
             thread_name_prefix=f"pointsman-{canonical(spec.dialect)}",
         )
-        self._in_flight: set[Future[QueryResult]] = set()
-        self._closing = False
-        self._discarded = 0
+        self._executor_closed = False
 
     @classmethod
     async def server_version(cls, spec: ConnectionSpec) -> str:
         return await asyncio.to_thread(_probe_version, spec)
 
-    # -- running ---------------------------------------------------------------
+    # -- connections (opened and closed on the executor) -------------------------
 
-    async def run(self, sql: str, *, limit: int | None = None) -> QueryResult:
-        self.touch()
-        self.counters["queries"] += 1
-        timeout = self.spec.query_timeout_seconds
-        attempt = _Attempt(time.monotonic() + timeout)
-        future = self._executor.submit(self._execute, attempt, sql, limit)
-        self._in_flight.add(future)
-        future.add_done_callback(self._in_flight.discard)
-        work = asyncio.wrap_future(future)
+    async def _call(self, function: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
         try:
-            done, _ = await asyncio.wait({work}, timeout=timeout)
-        except asyncio.CancelledError:
-            attempt.give_up()
-            future.cancel()
-            raise
-        if not done:
-            attempt.give_up()
-            future.cancel()
-            self.counters["queryTimeouts"] += 1
-            logger.warning("a query ran past its timeout on %s", self.spec)
-            raise failures.timed_out(self.spec)
-        return self._result_of(work)
+            return await loop.run_in_executor(self._executor, function, *args)
+        except RuntimeError:
+            if not self._executor_closed:
+                raise
+            # Closed: a connection coming back late still gets closed.
+            return await asyncio.to_thread(function, *args)
 
-    def _result_of(self, work: asyncio.Future[QueryResult]) -> QueryResult:
-        try:
-            return work.result()
-        except QueryTimeoutError:
-            self.counters["queryTimeouts"] += 1
-            raise
-        except QueryFailedError:
-            self.counters["queryFailures"] += 1
-            raise
+    async def _open_connection(self) -> PoolProxiedConnection:
+        return await self._call(self._open)
 
-    # -- on the executor's threads ---------------------------------------------
+    async def _close_connection(self, conn: PoolProxiedConnection) -> None:
+        await self._call(_close_quietly, conn)
+
+    def _alive(self, conn: PoolProxiedConnection) -> bool:
+        return conn.is_valid
 
     def _blocking_engine(self) -> SAEngine:
         with self._engine_lock:
             if self._engine is None:
-                self._engine = self._engine_factory(self.spec, self._max_size)
-                logger.info("opened pool for %s", self.spec)
+                self._engine = self._engine_factory(self.spec)
             return self._engine
 
-    def _execute(self, attempt: _Attempt, sql: str, limit: int | None) -> QueryResult:
-        if attempt.expired:
-            raise failures.timed_out(self.spec)
+    def _open(self) -> PoolProxiedConnection:
         engine = self._blocking_engine()
-        conn = self._checkout(engine)
-        reusable = False
-        try:
-            result = self._run_on(engine, conn, attempt, sql, limit)
-            reusable = not attempt.expired
-            return result
-        except QueryFailedError:
-            reusable = not attempt.expired
-            raise
-        finally:
-            self._checkin(conn, reusable=reusable)
-
-    def _checkout(self, engine: SAEngine) -> PoolProxiedConnection:
         try:
             return engine.raw_connection()
-        except PoolTimeoutError as exc:
-            raise failures.timed_out(self.spec) from exc
         except (NoSuchModuleError, ImportError) as exc:
             raise missing_driver(self.spec) from exc
-        except PointsmanError:
-            raise
         except Exception as exc:
-            raise failures.connect_failed(self.spec, exc) from exc
+            raise connect_error(self.spec, exc) from exc
 
-    def _run_on(
+    # -- running -------------------------------------------------------------------
+
+    async def _run_admitted(
+        self, sql: str, limit: int | None, acquire_deadline: float
+    ) -> QueryResult:
+        conn = await self.acquire(acquire_deadline)
+        self.counters["queries"] += 1
+        timeout = self.spec.query_timeout_seconds
+        attempt = _Attempt(time.monotonic() + timeout)
+        future = self._executor.submit(self._execute, conn, attempt, sql, limit)
+        work = asyncio.wrap_future(future)
+        work.add_done_callback(_retrieve)
+        try:
+            done, _ = await asyncio.wait({work}, timeout=timeout)
+        except asyncio.CancelledError:
+            self._abandon(conn, attempt, work)
+            raise
+        if not done:
+            self._abandon(conn, attempt, work)
+            self.counters["queryTimeouts"] += 1
+            logger.warning("a query ran past its timeout on %s", self.spec)
+            raise failures.timed_out(self.spec)
+        return self._finish(conn, attempt, work)
+
+    def _finish(
         self,
-        engine: SAEngine,
+        conn: PoolProxiedConnection,
+        attempt: _Attempt,
+        work: asyncio.Future[QueryResult],
+    ) -> QueryResult:
+        """Give the connection back (or discard it) and answer the result."""
+        try:
+            result = work.result()
+        except QueryFailedError:
+            self.counters["queryFailures"] += 1
+            self.pool.release(conn, reusable=not attempt.expired)
+            raise
+        except QueryTimeoutError:
+            self.counters["queryTimeouts"] += 1
+            self.pool.release(conn, reusable=False)
+            raise
+        except DatabaseUnavailableError:
+            self.pool.release(conn, reusable=False)
+            self.connection_lost()
+            raise
+        except BaseException:
+            self.pool.release(conn, reusable=False)
+            raise
+        self.pool.release(conn, reusable=not attempt.expired)
+        return result
+
+    def _abandon(
+        self,
+        conn: PoolProxiedConnection,
+        attempt: _Attempt,
+        work: asyncio.Future[QueryResult],
+    ) -> None:
+        """Stop waiting: cancel the statement if the driver can, and discard
+        the connection once its thread lets go of it."""
+        attempt.give_up()
+        self.spawn(self._retire(conn, work))
+
+    async def _retire(
+        self, conn: PoolProxiedConnection, work: asyncio.Future[QueryResult]
+    ) -> None:
+        done, _ = await asyncio.wait({work}, timeout=CLOSE_GRACE_SECONDS)
+        if not done:
+            logger.warning("a driver ignored its timeout on %s", self.spec)
+            self.pool.forget(conn)
+            return
+        self.pool.release(conn, reusable=False)
+
+    # -- on the executor's threads -------------------------------------------------
+
+    def _execute(
+        self,
         conn: PoolProxiedConnection,
         attempt: _Attempt,
         sql: str,
         limit: int | None,
     ) -> QueryResult:
-        cursor = conn.cursor()
+        if attempt.expired:
+            raise failures.timed_out(self.spec)
+        cursor: Any = None
         try:
+            cursor = conn.cursor()
             if not attempt.arm(find_canceller(cursor, conn.dbapi_connection)):
                 raise failures.timed_out(self.spec)
             try:
@@ -303,13 +367,13 @@ class SQLAlchemyEngine(Engine):
         except PointsmanError:
             raise
         except Exception as exc:
-            raise self._translate(engine, conn, cursor, attempt, exc) from exc
+            raise self._translate(conn, cursor, attempt, exc) from exc
         finally:
-            _close_quietly(cursor)
+            if cursor is not None:
+                _close_quietly(cursor)
 
     def _translate(
         self,
-        engine: SAEngine,
         conn: PoolProxiedConnection,
         cursor: Any,
         attempt: _Attempt,
@@ -318,55 +382,46 @@ class SQLAlchemyEngine(Engine):
         """The engine error for a driver failure while running a statement."""
         if attempt.expired:
             return failures.timed_out(self.spec)
-        dialect = engine.dialect
-        dbapi = dialect.loaded_dbapi
-        if isinstance(exc, dbapi.Error) and not dialect.is_disconnect(
-            exc, conn.dbapi_connection, cursor
-        ):
-            return failures.query_failed(self.spec, str(exc))
-        logger.warning(
-            "lost a connection of %s (%s)", self.spec, type(exc).__name__
-        )
-        return failures.connect_failed(self.spec, exc)
+        dialect = self._blocking_engine().dialect
+        if isinstance(exc, dialect.loaded_dbapi.Error):
+            lost = dialect.is_disconnect(
+                cast(Any, exc), conn.dbapi_connection, cursor
+            ) or _network_failure(exc)
+            if not lost:
+                return failures.query_failed(self.spec, str(exc))
+        logger.warning("lost a connection of %s (%s)", self.spec, type(exc).__name__)
+        return connect_error(self.spec, exc)
 
-    def _checkin(self, conn: PoolProxiedConnection, *, reusable: bool) -> None:
-        if reusable and not self._closing:
-            _close_quietly(conn)
-            return
-        self._discarded += 1
-        try:
-            conn.invalidate()
-        except Exception as exc:
-            logger.debug("discarding a connection raised %s", type(exc).__name__)
+    # -- lifecycle -------------------------------------------------------------------
 
-    # -- lifecycle ---------------------------------------------------------------
-
-    async def aclose(self) -> None:
-        self._closing = True
-        running = [asyncio.wrap_future(future) for future in list(self._in_flight)]
-        if running:
-            _, pending = await asyncio.wait(running, timeout=CLOSE_GRACE_SECONDS)
-            if pending:
-                logger.warning("closing %s with queries still running", self.spec)
+    async def _close_shared(self) -> None:
         engine, self._engine = self._engine, None
         if engine is not None:
-            await asyncio.to_thread(engine.dispose)
+            await self._call(engine.dispose)
+        self._executor_closed = True
         self._executor.shutdown(wait=False, cancel_futures=True)
-        await self.wait_background()
-        logger.info("closed pool for %s", self.spec)
 
-    def pool_stats(self) -> dict[str, int]:
-        engine = self._engine
-        pool = cast(QueuePool, engine.pool) if engine is not None else None
-        idle = pool.checkedin() if pool is not None else 0
-        in_use = max(pool.checkedout(), 0) if pool is not None else 0
-        return {
-            "maxSize": self._max_size,
-            "size": idle + in_use,
-            "inUse": in_use,
-            "idle": idle,
-            "connectionsDiscarded": self._discarded,
-        }
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        link = link.__cause__ or link.__context__
+
+
+def _network_failure(exc: BaseException) -> bool:
+    """Whether a socket error lies under ``exc``: drivers that connect
+    lazily over HTTP (trino, databricks, athena) report an unreachable
+    server only when the first statement is sent."""
+    return any(isinstance(link, OSError) for link in _chain(exc))
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark an outcome nobody may wait for any more as seen (no log noise)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _fetch(cursor: Any, limit: int | None) -> QueryResult:
@@ -391,20 +446,22 @@ def _close_quietly(closable: Any) -> None:
 
 def _probe_version(spec: ConnectionSpec) -> str:
     """Connect afresh (no pool), answer the server's version or the dialect."""
-    target: DialectTarget = build_target(spec)
-    engine = create_blocking_engine(spec, None)
+    target = build_target(spec)
+    engine = create_blocking_engine(spec, target)
     try:
         try:
             conn = engine.raw_connection()
         except (NoSuchModuleError, ImportError) as exc:
             raise missing_driver(spec) from exc
         except Exception as exc:
-            raise failures.connect_failed(spec, exc) from exc
+            raise connect_error(spec, exc) from exc
         try:
             cursor = conn.cursor()
             cursor.execute(target.version_sql or "select 1")
             row = cursor.fetchone()
         except Exception as exc:
+            if _network_failure(exc):
+                raise connect_error(spec, exc) from exc
             raise failures.query_failed(spec, str(exc)) from exc
         finally:
             _close_quietly(conn)

@@ -84,6 +84,10 @@ OPTION_FIELDS = (
     "acceptsLicense",
     "environmentConnectionSwitchesSchemaModel",
     "poolSize",
+    "maxOverflow",
+    "acquireTimeoutSeconds",
+    "maxConcurrentQueries",
+    "maxQueuedQueries",
 )
 
 

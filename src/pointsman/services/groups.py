@@ -99,7 +99,7 @@ def list_groups(store: Store, params: Mapping[str, str]) -> dict[str, Any]:
                 .limit(count)
             )
         )
-        members = _members_of(session, [row.id for row in rows])
+        members = _members_of(session, [row.id for row in rows]) if with_members else {}
         resources = [
             group_resource(row, members.get(row.id, []) if with_members else None)
             for row in rows
@@ -117,7 +117,7 @@ def list_groups(store: Store, params: Mapping[str, str]) -> dict[str, Any]:
 def get_group(store: Store, group_id: str, *, with_members: bool) -> dict[str, Any]:
     with store.read() as session:
         draft = _load(session, group_id)
-        return group_resource(draft.group, _shown(draft, with_members))
+        return group_resource(draft.group, _members_shown(draft, with_members))
 
 
 def create_group(store: Store, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,7 +132,7 @@ def create_group(store: Store, body: Mapping[str, Any]) -> dict[str, Any]:
         _flush_named(session, name)
         draft = Draft(group, name, _users(session, values, "members"))
         _save_members(session, draft)
-        return group_resource(group, draft.members.values())
+        return _resource(draft)
 
 
 def replace_group(
@@ -147,7 +147,7 @@ def replace_group(
         draft.name = name
         draft.members = _users(session, values, "members")
         _save(session, draft)
-        return group_resource(draft.group, draft.members.values())
+        return _resource(draft)
 
 
 def patch_group(store: Store, group_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -158,7 +158,7 @@ def patch_group(store: Store, group_id: str, body: Mapping[str, Any]) -> dict[st
         for index, operation in enumerate(operations):
             _apply_operation(session, draft, operation, f"Operations.{index}")
         _save(session, draft)
-        return group_resource(draft.group, draft.members.values())
+        return _resource(draft)
 
 
 def delete_group(store: Store, group_id: str) -> None:
@@ -183,8 +183,12 @@ def _load(session: Session, group_id: str) -> Draft:
     return Draft(group, group.display_name, {user.id: user for user in members})
 
 
-def _shown(draft: Draft, with_members: bool) -> Iterable[models.User] | None:
+def _members_shown(draft: Draft, with_members: bool) -> Iterable[models.User] | None:
     return draft.members.values() if with_members else None
+
+
+def _resource(draft: Draft) -> dict[str, Any]:
+    return group_resource(draft.group, draft.members.values())
 
 
 def _members_of(session: Session, group_ids: list[str]) -> dict[str, list[models.User]]:

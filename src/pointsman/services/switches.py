@@ -22,7 +22,7 @@ Two choices where the spec is silent:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +32,12 @@ from sqlalchemy.orm import Session
 
 from pointsman.errors import Conflict, NotFound, ValidationFailed
 from pointsman.routing.resolver import effective_values, may_switch_to
-from pointsman.routing.snapshot import SYSTEM_ATTRIBUTES, Snapshot, UserInfo
+from pointsman.routing.snapshot import (
+    SYSTEM_ATTRIBUTES,
+    AttributeDefinition,
+    Snapshot,
+    UserInfo,
+)
 from pointsman.services.environments import find_link
 from pointsman.services.paging import is_uuid
 from pointsman.services.values import normalise, split_list
@@ -284,21 +289,32 @@ def save_switch(store: Store, user_id: str, body: dict[str, Any]) -> None:
         with store.write() as session:
             attribute = switchable_attribute(session, attribute_id)
             values = _switch_values(body.get("values"), attribute)
-            allowed = allowance(session, attribute.id, user_id)
-            for value in values:
-                if not allowed.covers([value]):
-                    raise ValidationFailed(
-                        "values",
-                        f'"{value}" is not a selectable value of {attribute.name}',
-                    )
-            switch = session.get(Switch, (user_id, attribute.id))
-            if switch is None:
-                switch = Switch(user_id=user_id, attribute_id=attribute.id)
-                session.add(switch)
-            switch.values = values
-            switch.created_at = utcnow()
+            _ensure_selectable(session, attribute, user_id, values)
+            _store_switch(session, user_id, attribute.id, values)
     except IntegrityError:
         raise Conflict(f"The switch {CONCURRENT}") from None
+
+
+def _ensure_selectable(
+    session: Session, attribute: models.UserAttribute, user_id: str, values: list[str]
+) -> None:
+    allowed = allowance(session, attribute.id, user_id)
+    for value in values:
+        if not allowed.covers([value]):
+            raise ValidationFailed(
+                "values", f'"{value}" is not a selectable value of {attribute.name}'
+            )
+
+
+def _store_switch(
+    session: Session, user_id: str, attribute_id: str, values: list[str]
+) -> None:
+    switch = session.get(Switch, (user_id, attribute_id))
+    if switch is None:
+        switch = Switch(user_id=user_id, attribute_id=attribute_id)
+        session.add(switch)
+    switch.values = values
+    switch.created_at = utcnow()
 
 
 def clear_switch(
@@ -318,32 +334,35 @@ def clear_switch(
 def list_switches(snapshot: Snapshot, user: UserInfo) -> dict[str, Any]:
     """Every attribute the user may switch, what they may switch it to, and
     what routing reads for them now."""
-    records = []
-    for definition in sorted(snapshot.attributes.values(), key=lambda d: d.name):
-        name = definition.name
-        provisions = [snapshot.user_provisions.get((name, user.id))] + [
-            snapshot.group_provisions.get((name, group)) for group in user.groups
-        ]
-        found = [provision for provision in provisions if provision is not None]
-        if not found:
-            continue
-        switched = snapshot.switches.get((user.id, name))
-        active = bool(switched) and may_switch_to(snapshot, user, name, switched or ())
-        records.append(
-            {
-                "userAttributeId": definition.id,
-                "name": name,
-                "multipleValues": definition.multiple_values,
-                "selectableValues": sorted(set().union(*(p.values for p in found))),
-                "allowAnyValue": any(p.allow_any_value for p in found),
-                "assignedValues": list(
-                    user.values.get(name) or definition.default_value or ()
-                ),
-                "selectedValues": list(switched or ()) if active else None,
-                "effectiveValues": list(effective_values(snapshot, user, name)),
-            }
-        )
-    return {"records": records}
+    definitions = sorted(snapshot.attributes.values(), key=lambda d: d.name)
+    records = [_switch_record(snapshot, user, each) for each in definitions]
+    return {"records": [record for record in records if record is not None]}
+
+
+def _switch_record(
+    snapshot: Snapshot, user: UserInfo, definition: AttributeDefinition
+) -> dict[str, Any] | None:
+    name = definition.name
+    provisions = [snapshot.user_provisions.get((name, user.id))] + [
+        snapshot.group_provisions.get((name, group)) for group in user.groups
+    ]
+    found = [provision for provision in provisions if provision is not None]
+    if not found:
+        return None
+
+    switched = snapshot.switches.get((user.id, name), ())
+    active = bool(switched) and may_switch_to(snapshot, user, name, switched)
+    assigned = user.values.get(name) or definition.default_value or ()
+    return {
+        "userAttributeId": definition.id,
+        "name": name,
+        "multipleValues": definition.multiple_values,
+        "selectableValues": sorted(set[str]().union(*(p.values for p in found))),
+        "allowAnyValue": any(p.allow_any_value for p in found),
+        "assignedValues": list(assigned),
+        "selectedValues": list(switched) if active else None,
+        "effectiveValues": list(effective_values(snapshot, user, name)),
+    }
 
 
 # -- environment access: who may pick an environment --------------------------
@@ -386,18 +405,24 @@ def grant_access(
             link = find_link(session, link_or_connection_id)
             _ensure_all_exist(session, models.User, user_ids, "userIds", "user")
             _ensure_all_exist(session, models.Group, group_ids, "groupIds", "group")
-            granted = session.scalars(
-                select(Access).where(Access.connection_environment_id == link.id)
-            )
-            held = {(row.user_id, row.group_id) for row in granted}
             wanted = [(uid, None) for uid in user_ids] + [(None, g) for g in group_ids]
-            session.add_all(
-                Access(connection_environment_id=link.id, user_id=uid, group_id=gid)
-                for uid, gid in wanted
-                if (uid, gid) not in held
-            )
+            _add_grants(session, link.id, wanted)
     except IntegrityError:
         raise Conflict(f"Environment access {CONCURRENT}") from None
+
+
+def _add_grants(
+    session: Session, link_id: str, wanted: Sequence[tuple[str | None, str | None]]
+) -> None:
+    granted = session.scalars(
+        select(Access).where(Access.connection_environment_id == link_id)
+    )
+    held = {(row.user_id, row.group_id) for row in granted}
+    session.add_all(
+        Access(connection_environment_id=link_id, user_id=user_id, group_id=group_id)
+        for user_id, group_id in wanted
+        if (user_id, group_id) not in held
+    )
 
 
 def _ensure_all_exist(

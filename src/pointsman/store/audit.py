@@ -70,7 +70,9 @@ _actor: ContextVar[ActorIds | None] = ContextVar("pointsman_audit_actor", defaul
 
 def set_actor(user_id: str | None, token_id: str | None) -> Token[ActorIds | None]:
     """Attribute the writes of the current context (and of the worker threads
-    it hands work to) to this user and token."""
+    it hands work to) to this user and token. A change is attributed to the
+    actor set when it reaches the session's buffer (at flush or statement
+    time), so set it around the whole transaction."""
     return _actor.set((user_id, token_id))
 
 
@@ -93,10 +95,12 @@ def current_actor() -> ActorIds:
 @dataclass
 class _Change:
     """A row's state before the transaction (None: it did not exist) and
-    after it (None: it no longer exists), as far as the changes tell."""
+    after it (None: it no longer exists), as far as the changes tell, and
+    who was acting when it first changed."""
 
     before: Row | None
     after: Row | None
+    actor: ActorIds
 
 
 def _buffer(session: Session) -> dict[tuple[str, str], _Change]:
@@ -112,7 +116,7 @@ def _note(
     key = (table.name, _resource_id(table, after if after is not None else before))
     change = _buffer(session).get(key)
     if change is None:
-        _buffer(session)[key] = _Change(before, after)
+        _buffer(session)[key] = _Change(before, after, current_actor())
         return
 
     if change.before is not None and before is not None:
@@ -169,6 +173,8 @@ def _event(table_name: str, resource_id: str, change: _Change) -> Row | None:
         "resource_id": resource_id,
         "before": before,
         "after": after,
+        "actor_user_id": change.actor[0],
+        "token_id": change.actor[1],
     }
 
 
@@ -183,24 +189,23 @@ def _masked(table_name: str, values: Row | None, word: str = "changed") -> Row:
 
 
 def _before_commit(session: Session) -> None:
+    # Changes still pending are flushed by the commit after this hook; flush
+    # them now so that they are in the buffer.
     session.flush()
     pending = session.info.pop(_BUFFER, None)
     if not pending:
         return
 
-    user_id, token_id = current_actor()
     start = utcnow()
     events = [
-        event
+        row
         for (table_name, resource_id), change in pending.items()
-        if (event := _event(table_name, resource_id, change)) is not None
+        if (row := _event(table_name, resource_id, change)) is not None
     ]
     for position, audit_event in enumerate(events):
         audit_event["id"] = new_id()
         # Distinct, ordered timestamps keep a transaction's events in order.
         audit_event["at"] = start + timedelta(microseconds=position)
-        audit_event["actor_user_id"] = user_id
-        audit_event["token_id"] = token_id
     if events:
         session.connection().execute(insert(_events_table()), events)
 
@@ -256,11 +261,18 @@ def _inserted_row(state: InstanceState[Any]) -> Row:
     return row
 
 
+def _table_of(state: InstanceState[Any]) -> Table:
+    table = state.mapper.local_table
+    assert isinstance(table, Table)
+    return table
+
+
 def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
     for instance in list(session.deleted):
         state = inspect(instance)
-        table = state.mapper.local_table
-        assert isinstance(table, Table)
+        table = _table_of(state)
+        if table.name in NOT_AUDITED and not _dependents(table.name):
+            continue
         row = _committed_row(state)
         _note(session, table, row, None)
         _follow_deletes(session, table, [row])
@@ -269,13 +281,14 @@ def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
 def _after_flush(session: Session, _context: Any) -> None:
     for instance in session.new:
         state = inspect(instance)
-        table = state.mapper.local_table
-        assert isinstance(table, Table)
-        _note(session, table, None, _inserted_row(state))
+        table = _table_of(state)
+        if table.name not in NOT_AUDITED:
+            _note(session, table, None, _inserted_row(state))
     for instance in session.dirty:
         state = inspect(instance)
-        table = state.mapper.local_table
-        assert isinstance(table, Table)
+        table = _table_of(state)
+        if table.name in NOT_AUDITED:
+            continue
         before: Row = {}
         after: Row = {}
         for key, name in _columns(state):
@@ -310,7 +323,9 @@ def _follow_deletes(
     if not rows or depth > 8:
         return
     for key in _dependents(table.name):
-        parents = {row[key.column.name] for row in rows if row.get(key.column.name)}
+        parents = {
+            row[key.column.name] for row in rows if row.get(key.column.name) is not None
+        }
         if not parents:
             continue
         child = key.parent.table
@@ -389,7 +404,9 @@ def _on_execute(state: ORMExecuteState) -> Result[Any] | None:
     if not (audited or cascades):
         return None
     session = state.session
-    # What the statement will see of pending ORM changes, its audit must see.
+    # The statement will see pending ORM changes (it autoflushes after this
+    # hook), so the rows read for its audit must see them too. _autoflush is
+    # the statement's own: it does nothing inside a flush or without autoflush.
     session._autoflush()
 
     if isinstance(statement, Insert):
