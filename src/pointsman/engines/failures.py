@@ -158,3 +158,19 @@ def closed(spec: ConnectionSpec) -> ConnectionBusyError:
     return ConnectionBusyError(
         f"The pool of connection {spec.name!r} was closed while the query waited"
     )
+
+
+ONE_STATEMENT_ONLY = "Only one SQL statement per query is allowed"
+
+
+def one_statement_only(spec: ConnectionSpec) -> QueryFailedError:
+    """A query string held several statements: none of them ran."""
+    return QueryFailedError(
+        f"{ONE_STATEMENT_ONLY} on connection {spec.name!r}: send the statements"
+        " one at a time"
+    )
+
+
+def not_allowed(spec: ConnectionSpec, what: str) -> QueryFailedError:
+    """A statement pointsman refuses to run, whatever the database allows."""
+    return QueryFailedError(f"{what} is not allowed on connection {spec.name!r}")

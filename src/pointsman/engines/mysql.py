@@ -4,18 +4,26 @@ The MySQL protocol has no out-of-band cancel: past the timeout, a second
 connection sends ``KILL QUERY <thread id>``. The statement then ends on the
 server, and the pooled connection, having read the statement's end, is
 clean again; if it does not come back within a grace period it is closed.
+
+A pooled session serves many users, so nothing one of them sets may reach the
+next: every connection is reset when it comes back (``COM_RESET_CONNECTION``,
+then the configured database is selected again, see :func:`_reset`). And a
+query runs one statement only: pointsman connects without
+``CLIENT_MULTI_STATEMENTS``, so the server refuses ``select 1; select 2``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Iterable
 from contextlib import suppress
 from typing import Any, TypeAlias
 
 import aiomysql
 import pymysql
+from pymysql.constants import CLIENT
 
 from pointsman.engines import failures
 from pointsman.engines.base import Engine, split_rows
@@ -25,7 +33,10 @@ from pointsman.errors import DatabaseUnavailableError
 logger = logging.getLogger(__name__)
 
 KILL_GRACE_SECONDS = 5.0
-CONNECT_GRACE_SECONDS = 1.0
+# A reset that takes longer than this means a sick link: it is closed instead.
+MAX_RESET_SECONDS = 5.0
+# COM_RESET_CONNECTION (MySQL 5.7.3, MariaDB 10.2.4): PyMySQL has no constant.
+COM_RESET_CONNECTION = 0x1F
 
 # pymysql.constants.FIELD_TYPE codes. Integers widen one step because the
 # description does not say whether a column is UNSIGNED.
@@ -53,6 +64,9 @@ _MAX_DECIMAL128_PRECISION = 38
 _CONNECTION_LOST_CODES = {1053, 1927, 2006, 2013, 2055}
 _FIRST_CLIENT_ERROR_CODE = 2000
 _UNKNOWN_THREAD = 1094
+_SYNTAX_ERROR = 1064
+# "... near '<the rest of the statement>' at line 1"
+_SYNTAX_ERROR_AT = re.compile(r"near '(.+)' at line \d+$", re.DOTALL)
 
 # A result, and the unbuffered cursor still holding rows past the limit.
 _Fetched: TypeAlias = tuple[QueryResult, aiomysql.SSCursor | None]
@@ -82,7 +96,7 @@ def connect_kwargs(spec: ConnectionSpec) -> dict[str, Any]:
         "port": spec.port or 3306,
         "user": spec.username or "root",
         "password": spec.password or "",
-        "db": spec.database or spec.default_schema,
+        "db": _database_of(spec),
         "connect_timeout": spec.connect_timeout_seconds,
         "autocommit": True,
         "charset": "utf8mb4",
@@ -96,6 +110,19 @@ def _error_code(exc: pymysql.err.Error) -> int:
 
 def _error_message(exc: pymysql.err.Error) -> str:
     return str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+
+
+def _fails_after_a_semicolon(sql: str, exc: pymysql.err.Error) -> bool:
+    """Whether a syntax error is the server refusing a second statement.
+
+    Without ``CLIENT_MULTI_STATEMENTS`` the parser stops at the first token
+    after the semicolon that ends the first statement.
+    """
+    match = _SYNTAX_ERROR_AT.search(_error_message(exc))
+    if match is None:
+        return False
+    at = sql.find(match[1])
+    return at > 0 and sql[:at].rstrip().endswith(";")
 
 
 class MySQLEngine(Engine):
@@ -129,10 +156,15 @@ class MySQLEngine(Engine):
             return False
         return not (reader.at_eof() or reader.exception() is not None)
 
-    def _give_back(self, conn: aiomysql.Connection) -> None:
-        # An open transaction is not ours to finish: such a link is closed.
-        reusable = not conn.closed and not conn.get_transaction_status()
-        self.pool.release(conn, reusable=reusable)
+    async def _give_back(self, conn: aiomysql.Connection) -> None:
+        """Reset the session for the next user, or close it if that fails."""
+        reusable = False
+        try:
+            reusable = await _reset(conn, _database_of(self.spec))
+        finally:
+            if not reusable:
+                conn.close()
+            self.pool.release(conn, reusable=reusable)
 
     # -- running -------------------------------------------------------------------
 
@@ -153,7 +185,7 @@ class MySQLEngine(Engine):
             return result
         finally:
             if not handed_off:
-                self._give_back(conn)
+                await self._give_back(conn)
 
     async def _run_guarded(
         self, conn: aiomysql.Connection, sql: str, limit: int | None, timeout: float
@@ -173,7 +205,7 @@ class MySQLEngine(Engine):
         try:
             return task.result()
         except pymysql.err.Error as exc:
-            raise self._query_error(conn, exc) from exc
+            raise self._query_error(conn, sql, exc) from exc
         except Exception:
             conn.close()
             raise
@@ -218,7 +250,7 @@ class MySQLEngine(Engine):
             conn.close()
             await kill_query(self.spec, thread_id)
         finally:
-            self._give_back(conn)
+            await self._give_back(conn)
 
     async def _cancel_on_server(
         self, conn: aiomysql.Connection, task: asyncio.Future[Any]
@@ -243,7 +275,7 @@ class MySQLEngine(Engine):
         self.spawn(kill_query(self.spec, thread_id))
 
     def _query_error(
-        self, conn: aiomysql.Connection, exc: pymysql.err.Error
+        self, conn: aiomysql.Connection, sql: str, exc: pymysql.err.Error
     ) -> Exception:
         code = _error_code(exc)
         lost = code in _CONNECTION_LOST_CODES or code >= _FIRST_CLIENT_ERROR_CODE
@@ -252,25 +284,81 @@ class MySQLEngine(Engine):
             self.connection_lost()
             return failures.connect_failed(self.spec, exc)
         self.counters["queryFailures"] += 1
+        if code == _SYNTAX_ERROR and _fails_after_a_semicolon(sql, exc):
+            return failures.one_statement_only(self.spec)
         return failures.query_failed(self.spec, _error_message(exc))
+
+
+class _OneStatementConnection(aiomysql.Connection):  # type: ignore[misc]
+    """aiomysql always asks for ``CLIENT_MULTI_STATEMENTS``: this does not, so
+    the server runs one statement per query and refuses a string of several
+    with a syntax error."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.client_flag &= ~CLIENT.MULTI_STATEMENTS
+
+
+def _database_of(spec: ConnectionSpec) -> str | None:
+    return spec.database or spec.default_schema
 
 
 async def _connect(spec: ConnectionSpec) -> aiomysql.Connection:
     """A fresh connection, with errors already translated.
 
     aiomysql's ``connect_timeout`` bounds the TCP connect only; the deadline
-    here also bounds a server that accepts and then never greets.
+    here bounds the whole connect, greeting and login, so a server that
+    accepts and then never greets costs the connect timeout and no more.
     """
+    conn = _OneStatementConnection(**connect_kwargs(spec))
     try:
-        async with asyncio.timeout(
-            spec.connect_timeout_seconds + CONNECT_GRACE_SECONDS
-        ):
-            return await aiomysql.connect(**connect_kwargs(spec))
-    except TimeoutError as exc:
-        reason = "no answer before the connect timeout"
-        raise failures.unavailable(spec, reason) from exc
-    except (pymysql.err.Error, OSError) as exc:
-        raise failures.connect_failed(spec, exc) from exc
+        async with asyncio.timeout(spec.connect_timeout_seconds):
+            # What aiomysql.connect() does, on our connection class.
+            await conn._connect()
+    except BaseException as exc:
+        conn.close()
+        if isinstance(exc, TimeoutError):
+            reason = "no answer before the connect timeout"
+            raise failures.unavailable(spec, reason) from exc
+        if isinstance(exc, pymysql.err.Error | OSError):
+            raise failures.connect_failed(spec, exc) from exc
+        raise
+    return conn
+
+
+async def _reset(conn: aiomysql.Connection, database: str | None) -> bool:
+    """Wipe what the last user left on the session; False if it cannot be reused.
+
+    ``COM_RESET_CONNECTION`` rolls back an open transaction and drops
+    temporary tables, user variables, prepared statements, table and named
+    locks, and every session variable (back to the global value; the
+    character set goes back to the one of the handshake). It keeps the
+    current database, so the configured one is selected again. Without a
+    configured database the session must not have chosen one.
+    """
+    if conn.closed:
+        return False
+    try:
+        async with asyncio.timeout(MAX_RESET_SECONDS):
+            await conn._execute_command(COM_RESET_CONNECTION, b"")
+            await conn._read_ok_packet()
+            if database:
+                await conn.select_db(database)
+            elif not await _no_database_selected(conn):
+                return False
+            # Back to the global default: set it again if that is off.
+            await conn.autocommit(True)
+    except (TimeoutError, pymysql.err.Error, OSError, RuntimeError):
+        logger.debug("resetting a session failed", exc_info=True)
+        return False
+    return not conn.closed and not conn.get_transaction_status()
+
+
+async def _no_database_selected(conn: aiomysql.Connection) -> bool:
+    async with conn.cursor() as cursor:
+        await cursor.execute("select database()")
+        row = await cursor.fetchone()
+    return row is not None and row[0] is None
 
 
 async def kill_query(spec: ConnectionSpec, thread_id: int) -> None:

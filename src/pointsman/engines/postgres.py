@@ -4,11 +4,17 @@ Timeouts are enforced twice: the server's ``statement_timeout`` (set on every
 pooled session) cancels the statement where it runs, and a client-side
 deadline a little later cancels the awaiting task, which makes psycopg send a
 cancel request to the server before the connection goes back to the pool.
+
+A pooled session serves many users, so nothing one of them sets may reach the
+next: every connection is reset when it comes back (see :func:`_reset`), and
+every statement goes through the extended query protocol, which runs exactly
+one statement (the simple protocol would run ``select 1; select 2``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
@@ -18,7 +24,7 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg.adapt import AdaptersMap
 from psycopg.pq import TransactionStatus
-from psycopg.sql import SQL, Identifier, Literal
+from psycopg.sql import SQL, Composed, Identifier, Literal
 from psycopg.types.string import TextLoader
 
 from pointsman.engines import failures
@@ -30,11 +36,34 @@ logger = logging.getLogger(__name__)
 # The client deadline trails the server's statement_timeout by this much, so
 # that the server normally cancels first and the client is only a backstop.
 CLIENT_GRACE_SECONDS = 0.5
-CONNECT_GRACE_SECONDS = 1.0
 STREAM_CHUNK_ROWS = 1000
+# A reset that takes longer than this means a sick link: it is closed instead.
+MAX_RESET_SECONDS = 5.0
 DEFAULT_PORTS = {"postgres": 5432, "redshift": 5439}
 
 _CONNECTION_LOST_STATES = ("08", "57P01", "57P02", "57P03")
+_SYNTAX_ERROR = "42601"
+
+# What DISCARD ALL does, spelled out (as its documentation lists it) so that
+# it can share one round trip with re-applying the pool's own settings:
+# DISCARD ALL itself refuses to run in the implicit transaction of a
+# multi-statement query. Session authorization and role, every SET (back to
+# the connect-time values: application_name comes with the startup packet),
+# prepared statements, open cursors, LISTEN, advisory locks, cached plans,
+# temporary tables and sequence state.
+_DISCARD_ALL = (
+    "close all",
+    "set session authorization default",
+    "reset all",
+    "deallocate all",
+    "unlisten *",
+    "select pg_advisory_unlock_all()",
+    "discard plans",
+    "discard temp",
+    "discard sequences",
+)
+# Redshift has no DISCARD, LISTEN, cursors WITH HOLD or advisory locks.
+_REDSHIFT_DISCARD = ("reset all",)
 
 # JSON stays text: a result column is declared "string", not a Python dict.
 _ADAPTERS = AdaptersMap(psycopg.adapters)
@@ -89,12 +118,7 @@ class PostgresEngine(Engine):
 
     @classmethod
     async def server_version(cls, spec: ConnectionSpec) -> str:
-        try:
-            conn = await AsyncConnection.connect(
-                autocommit=True, **connect_kwargs(spec)
-            )
-        except psycopg.Error as exc:
-            raise failures.connect_failed(spec, exc) from exc
+        conn = await _connect(spec)
         async with conn:
             try:
                 cursor = await conn.execute("select version()")
@@ -106,36 +130,7 @@ class PostgresEngine(Engine):
     # -- connections -------------------------------------------------------------
 
     async def _open_connection(self) -> AsyncConnection[Any]:
-        spec = self.spec
-        kwargs = connect_kwargs(spec)
-        if spec.dialect == "redshift":
-            kwargs["prepare_threshold"] = None
-        try:
-            # libpq's connect_timeout covers the connect; this is a backstop.
-            async with asyncio.timeout(
-                spec.connect_timeout_seconds + CONNECT_GRACE_SECONDS
-            ):
-                conn = await AsyncConnection.connect(
-                    autocommit=True, context=_ADAPTERS, **kwargs
-                )
-                try:
-                    await self._configure(conn)
-                except BaseException:
-                    await conn.close()
-                    raise
-        except TimeoutError as exc:
-            reason = "no answer before the connect timeout"
-            raise failures.unavailable(spec, reason) from exc
-        except psycopg.Error as exc:
-            raise failures.connect_failed(spec, exc) from exc
-        return conn
-
-    async def _configure(self, conn: AsyncConnection[Any]) -> None:
-        timeout_ms = Literal(self.spec.query_timeout_seconds * 1000)
-        await conn.execute(SQL("set statement_timeout = {}").format(timeout_ms))
-        if self.spec.default_schema:
-            schema = Identifier(self.spec.default_schema)
-            await conn.execute(SQL("set search_path to {}").format(schema))
+        return await _connect(self.spec, configure=session_settings(self.spec))
 
     async def _close_connection(self, conn: AsyncConnection[Any]) -> None:
         await conn.close()
@@ -144,11 +139,21 @@ class PostgresEngine(Engine):
         return not conn.closed and not conn.broken
 
     async def _give_back(self, conn: AsyncConnection[Any]) -> None:
+        """Reset the session for the next user, or close it if that fails."""
         reusable = False
         try:
-            reusable = await _reset(conn)
+            async with asyncio.timeout(MAX_RESET_SECONDS):
+                reusable = await _reset(conn, self._reset_sql)
+        except TimeoutError:
+            logger.warning("resetting a session timed out on %s", self.spec)
         finally:
             self.pool.release(conn, reusable=reusable)
+
+    @functools.cached_property
+    def _reset_sql(self) -> Composed:
+        discard = _REDSHIFT_DISCARD if self.spec.dialect == "redshift" else _DISCARD_ALL
+        statements = [SQL(statement) for statement in discard]
+        return SQL("; ").join([*statements, session_settings(self.spec)])
 
     # -- running -------------------------------------------------------------------
 
@@ -200,46 +205,116 @@ class PostgresEngine(Engine):
     ) -> QueryResult:
         self.counters["queries"] += 1
         async with conn.cursor() as cursor:
-            if limit is None:
-                await cursor.execute(query)
-                description = cursor.description
-                rows = await cursor.fetchall() if description else []
-                return _result(description, rows, truncated=False)
             return await _stream(cursor, query, limit)
 
 
-async def _reset(conn: AsyncConnection[Any]) -> bool:
-    """Bring a returned connection back to idle; False if it cannot be reused."""
+def session_settings(spec: ConnectionSpec) -> SQL | Composed:
+    """``set statement_timeout`` and (with a default schema) ``search_path``."""
+    timeout_ms = Literal(spec.query_timeout_seconds * 1000)
+    statements = [SQL("set statement_timeout = {}").format(timeout_ms)]
+    if spec.default_schema:
+        schema = Identifier(spec.default_schema)
+        statements.append(SQL("set search_path to {}").format(schema))
+    return SQL("; ").join(statements)
+
+
+async def _connect(
+    spec: ConnectionSpec, configure: SQL | Composed | None = None
+) -> AsyncConnection[Any]:
+    """A fresh connection, configured, within the connect timeout.
+
+    libpq's own ``connect_timeout`` never waits less than 2 seconds and does
+    not cover the settings sent after connecting: the deadline here bounds
+    the whole of it, so a server that accepts and never answers costs the
+    connect timeout and no more.
+    """
+    kwargs = connect_kwargs(spec)
+    try:
+        async with asyncio.timeout(spec.connect_timeout_seconds):
+            conn = await AsyncConnection.connect(
+                autocommit=True,
+                context=_ADAPTERS,
+                # Every session is reset after each query, which drops
+                # prepared statements: preparing them would be wasted.
+                prepare_threshold=None,
+                **kwargs,
+            )
+            try:
+                if configure is not None:
+                    await conn.execute(configure)
+            except BaseException:
+                await conn.close()
+                raise
+    except TimeoutError as exc:
+        reason = "no answer before the connect timeout"
+        raise failures.unavailable(spec, reason) from exc
+    except psycopg.Error as exc:
+        raise failures.connect_failed(spec, exc) from exc
+    return conn
+
+
+async def _reset(conn: AsyncConnection[Any], reset_sql: Composed) -> bool:
+    """Wipe what the last user left on the session; False if it cannot be reused.
+
+    An open transaction (the user ran ``begin``) is rolled back first. Then
+    one round trip discards all session state and re-applies the pool's own
+    settings (``statement_timeout``, ``search_path``): a failure anywhere
+    closes the connection rather than hand it on half reset.
+    """
+    if conn.closed or conn.broken:
+        return False
     status = conn.pgconn.transaction_status
-    if status == TransactionStatus.IDLE:
-        return not conn.closed
-    if status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
-        try:
+    try:
+        if status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
             await conn.rollback()
-        except psycopg.Error:
+        elif status != TransactionStatus.IDLE:
             return False
-        return True
-    return False
+        # Our own statements: the simple protocol runs them in one go.
+        await conn.execute(reset_sql)
+    except psycopg.Error:
+        logger.debug("resetting a session failed", exc_info=True)
+        return False
+    return conn.pgconn.transaction_status == TransactionStatus.IDLE
 
 
 async def _stream(
-    cursor: psycopg.AsyncCursor[Any], query: str, limit: int
+    cursor: psycopg.AsyncCursor[Any], query: str, limit: int | None
 ) -> QueryResult:
-    """Fetch ``limit + 1`` rows; leaving the stream early cancels the rest."""
-    size = min(limit + 1, STREAM_CHUNK_ROWS)
-    if not psycopg.capabilities.has_stream_chunked():
-        size = 1
+    """Fetch all rows, or ``limit + 1``; leaving early cancels the rest.
+
+    ``stream()`` always uses the extended query protocol, so the server
+    refuses a string holding several statements instead of running them all.
+    """
+    wanted = STREAM_CHUNK_ROWS if limit is None else min(limit + 1, STREAM_CHUNK_ROWS)
+    size = wanted if psycopg.capabilities.has_stream_chunked() else 1
     rows: list[tuple[Any, ...]] = []
     description = None
     stream = cast(AsyncGenerator[Any, None], cursor.stream(query, size=size))
-    async with aclosing(stream):
-        async for row in stream:
-            description = description or cursor.description
-            rows.append(row)
-            if len(rows) > limit:
-                break
+    try:
+        async with aclosing(stream):
+            async for row in stream:
+                description = description or cursor.description
+                rows.append(row)
+                if limit is not None and len(rows) > limit:
+                    break
+    except (psycopg.ProgrammingError, psycopg.InternalError) as exc:
+        if not _without_result_set(exc):
+            raise
+        # A statement without a result set (DDL, SET, INSERT): it ran.
+        return QueryResult(columns=[], rows=[])
     kept, truncated = split_rows(rows, limit)
     return _result(description or cursor.description, kept, truncated=truncated)
+
+
+def _without_result_set(exc: psycopg.Error) -> bool:
+    """stream()'s complaint about a statement that returned no rows at all,
+    or about a query holding only comments: psycopg's own, not the server's."""
+    if exc.sqlstate is not None:
+        return False
+    message = str(exc)
+    if type(exc) is psycopg.ProgrammingError:
+        return "didn't produce a result" in message
+    return type(exc) is psycopg.InternalError and "EMPTY_QUERY" in message
 
 
 def _result(
@@ -267,4 +342,6 @@ def _connection_lost(exc: psycopg.Error) -> bool:
 def _query_error(spec: ConnectionSpec, exc: psycopg.Error) -> Exception:
     if _connection_lost(exc):
         return failures.connect_failed(spec, exc)
+    if exc.sqlstate == _SYNTAX_ERROR and "multiple commands" in str(exc):
+        return failures.one_statement_only(spec)
     return failures.query_failed(spec, str(exc))
