@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from pointsman.errors import PermissionDenied
-from pointsman.routing.snapshot import ConnectionInfo, GroupInfo, Snapshot, UserInfo
+from pointsman.routing.resolver import may_pick
+from pointsman.routing.snapshot import (
+    ConnectionInfo,
+    EnvironmentLink,
+    GroupInfo,
+    Snapshot,
+    UserInfo,
+)
 from pointsman.services.actors import Actor
 
 ROLES = (
@@ -163,3 +170,43 @@ def require(
 ) -> None:
     if not allows(snapshot, actor, action, connection):
         raise PermissionDenied()
+
+
+def visible_connections(
+    snapshot: Snapshot, actor: Actor, action: Action
+) -> set[str] | None:
+    """The connections on which the actor may do ``action`` (None: all of
+    them, for org admins), to filter a listing by."""
+    if actor.is_org_admin:
+        return None
+    return {
+        info.id
+        for info in snapshot.connections.values()
+        if not info.archived and allows(snapshot, actor, action, info)
+    }
+
+
+def may_create_token(actor: Actor, kind: str, user_id: str) -> bool:
+    """Org admins may create any token; members only a PAT of their own."""
+    if actor.is_org_admin:
+        return True
+    return kind == "personal" and user_id == actor.user.id
+
+
+def may_see_job(actor: Actor, owner_id: str) -> bool:
+    """A query job is its runner's (and any org admin's) to collect."""
+    return actor.is_org_admin or owner_id == actor.user.id
+
+
+def query_log_scope(actor: Actor) -> str | None:
+    """Whose query-log entries the actor may read: one user's, or (None)
+    everyone's for org admins."""
+    return None if actor.is_org_admin else actor.user.id
+
+
+def may_pick_environment(
+    snapshot: Snapshot, user: UserInfo, link: EnvironmentLink
+) -> bool:
+    """Whether the user may pick an environment as their own; the resolver
+    applies the same rule when it honours a stored pick."""
+    return may_pick(snapshot, user, link)

@@ -40,13 +40,9 @@ async def list_connections(request: Request) -> Response:
     summary: List connections; non-admins see those where their role is at least VIEWER
     """
     who = await caller(request)
-    visible = None
-    if not who.actor.is_org_admin:
-        visible = {
-            info.id
-            for info in who.snapshot.connections.values()
-            if policy.allows(who.snapshot, who.actor, Action.LIST_CONNECTIONS, info)
-        }
+    visible = policy.visible_connections(
+        who.snapshot, who.actor, Action.LIST_CONNECTIONS
+    )
     params = dict(request.query_params)
     return respond(
         await call(connections.list_connections, who.services.store, params, visible)

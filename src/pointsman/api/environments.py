@@ -44,13 +44,9 @@ async def list_environments(request: Request) -> Response:
     summary: List connection environments; filter baseConnectionId is an extension
     """
     who = await caller(request)
-    visible = None
-    if not who.actor.is_org_admin:
-        visible = {
-            info.id
-            for info in who.snapshot.connections.values()
-            if policy.allows(who.snapshot, who.actor, Action.LIST_ENVIRONMENTS, info)
-        }
+    visible = policy.visible_connections(
+        who.snapshot, who.actor, Action.LIST_ENVIRONMENTS
+    )
     base_id = request.query_params.get("baseConnectionId")
     result = await call(
         environments.list_environments,

@@ -273,9 +273,7 @@ async def wait_query(request: Request) -> Response:
     found = []
     for job_id in _job_ids(request):
         job = jobs.get(job_id)
-        if job is None or not (
-            who.actor.is_org_admin or job.owner_id == who.actor.user.id
-        ):
+        if job is None or not (policy.may_see_job(who.actor, job.owner_id)):
             raise NotFound(f"Job {job_id} not found")
         found.append(job)
     await wait_for(found, who.services.settings.query_wait_seconds)
@@ -325,7 +323,7 @@ async def query_log(request: Request) -> Response:
     """
     who = await caller(request)
     await who.services.query_log.flush()
-    only_user = None if who.actor.is_org_admin else who.actor.user.id
+    only_user = policy.query_log_scope(who.actor)
     params = dict(request.query_params)
     return respond(await call(list_entries, who.services.store, params, only_user))
 

@@ -34,7 +34,7 @@ async def create_key(request: Request) -> Response:
     body = await read_json(request)
     kind = body.get("type", "personal")
     user_id = body.get("userId") or who.actor.user.id
-    if not tokens.may_create_for(who.actor, kind, user_id):
+    if not policy.may_create_token(who.actor, kind, str(user_id)):
         raise PermissionDenied()
     created = await call(
         tokens.create_token,

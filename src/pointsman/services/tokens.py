@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pointsman.errors import BadRequest, NotFound, ValidationFailed
-from pointsman.services.actors import ORG_PREFIX, PAT_PREFIX, Actor, hash_token
+from pointsman.services.actors import ORG_PREFIX, PAT_PREFIX, hash_token
 from pointsman.services.paging import Page, parse_uuid
 from pointsman.store import models
 from pointsman.store.db import Store
@@ -112,10 +112,3 @@ def delete_token(store: Store, token_id: str) -> dict[str, Any]:
             raise NotFound("API key not found")
         session.delete(row)
     return {"success": True, "message": f"API key {token_id} revoked"}
-
-
-def may_create_for(actor: Actor, kind: str, user_id: str) -> bool:
-    """Org admins may create any token; members only their own PAT."""
-    if actor.is_org_admin:
-        return True
-    return kind == "personal" and user_id == actor.user.id

@@ -1,0 +1,332 @@
+"""What one user leaves on a pooled session never reaches the next user.
+
+Every test here runs its users one after the other on a pool of one
+connection, so that the second user gets the very session the first one
+used (the tests check that it is the same server session), and a query
+string runs one statement, on every dialect.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import psycopg
+import pymysql
+import pytest
+
+from pointsman.engines import ConnectionSpec, EngineRegistry
+from pointsman.errors import QueryFailedError
+
+pytestmark = pytest.mark.anyio
+
+ONE_POOLED_SESSION = {"poolSize": 1}
+
+
+def one_session(spec: ConnectionSpec, **changes: object) -> ConnectionSpec:
+    return dataclasses.replace(spec, options=ONE_POOLED_SESSION, **changes)  # type: ignore[arg-type]
+
+
+async def run_all(registry: EngineRegistry, spec: ConnectionSpec, *sqls: str) -> None:
+    for sql in sqls:
+        await registry.run(spec, sql)
+
+
+# -- PostgreSQL ---------------------------------------------------------------
+
+
+async def test_postgres_session_state_does_not_reach_the_next_user(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec
+) -> None:
+    spec = one_session(postgres_spec)
+    await run_all(
+        registry,
+        spec,
+        "create table items as select 'mine' as who",
+        "create schema other",
+        "create table other.items as select 'not mine' as who",
+    )
+    before = await registry.run(spec, "select pg_backend_pid()")
+
+    # User A changes everything a session holds.
+    await run_all(
+        registry,
+        spec,
+        "set search_path to other",
+        "set application_name = 'user-a'",
+        "set statement_timeout = 0",
+        "create temp table scratch as select 'left by a' as note",
+        "prepare a_plan as select 1",
+        "listen a_channel",
+        "select set_config('pointsman.owner', 'user-a', false)",
+        "select pg_advisory_lock(4242)",
+        "declare held cursor with hold for select 1",
+    )
+
+    # User B, on the same server session, sees none of it.
+    after = await registry.run(
+        spec,
+        "select pg_backend_pid(), (select who from items),"
+        " current_setting('application_name'),"
+        " current_setting('statement_timeout'),"
+        " to_regclass('scratch') is null,"
+        " (select count(*) from pg_prepared_statements),"
+        " (select count(*) from pg_listening_channels()),"
+        " coalesce(current_setting('pointsman.owner', true), ''),"
+        " (select count(*) from pg_locks"
+        "   where locktype = 'advisory' and pid = pg_backend_pid()),"
+        " (select count(*) from pg_cursors)",
+    )
+
+    assert after.rows[0][0] == before.rows[0][0]  # the very same session
+    assert after.rows[0][1:] == ("mine", "pointsman", "10s", True, 0, 0, "", 0, 0)
+
+
+async def test_postgres_default_schema_and_timeout_survive_the_reset(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec
+) -> None:
+    spec = one_session(postgres_spec, default_schema="configured")
+    await run_all(
+        registry,
+        spec,
+        "create schema configured",
+        "create schema elsewhere",
+        "create table configured.items as select 'configured' as who",
+        "create table elsewhere.items as select 'elsewhere' as who",
+        "set search_path to elsewhere",
+        "reset statement_timeout",
+    )
+
+    result = await registry.run(
+        spec, "select who, current_setting('statement_timeout') from items"
+    )
+
+    assert result.rows == [("configured", "10s")]
+    assert registry.pool_stats(spec.id)["connectionsOpened"] == 1  # type: ignore[index]
+
+
+async def test_postgres_transaction_left_open_is_rolled_back(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec
+) -> None:
+    spec = one_session(postgres_spec)
+    await registry.run(spec, "create table t (id int)")
+    await run_all(registry, spec, "begin", "insert into t values (1)")
+    # B's statement runs in its own transaction, not inside A's.
+    await run_all(registry, spec, "begin", "insert into t values (2)")
+    await run_all(registry, spec, "begin", "select * from no_such_table_x")
+
+    async with await psycopg.AsyncConnection.connect(
+        host=spec.host,
+        port=spec.port,
+        user=spec.username,
+        dbname=spec.database,
+        password=spec.password,
+        autocommit=True,
+    ) as other:
+        cursor = await other.execute("select id from t order by id")
+        assert await cursor.fetchall() == [(1,), (2,)]
+    result = await registry.run(spec, "select now() = transaction_timestamp()")
+    assert result.rows == [(True,)]
+
+
+# -- MariaDB / MySQL ----------------------------------------------------------
+
+
+async def test_mysql_session_state_does_not_reach_the_next_user(
+    registry: EngineRegistry,
+    mysql_spec: ConnectionSpec,
+    make_mysql_database: Callable[[], str],
+) -> None:
+    spec = one_session(mysql_spec)
+    other = make_mysql_database()
+    await run_all(
+        registry,
+        spec,
+        "create table items (who varchar(20))",
+        "insert into items values ('mine')",
+        f"create table `{other}`.items (who varchar(20))",
+        f"insert into `{other}`.items values ('not mine')",
+    )
+    before = await registry.run(spec, "select connection_id()")
+
+    # User A changes everything a session holds.
+    await run_all(
+        registry,
+        spec,
+        f"use `{other}`",
+        "set @owner = 'user-a'",
+        "set session sql_mode = 'ANSI_QUOTES'",
+        "create temporary table scratch (note varchar(20))",
+        "set names latin1",
+        "set autocommit = 0",
+        "select get_lock('pointsman_isolation_test', 0)",
+    )
+
+    # User B, on the same server session, sees none of it.
+    after = await registry.run(
+        spec,
+        "select connection_id(), database(), (select who from items), @owner,"
+        " @@session.sql_mode = @@global.sql_mode, @@character_set_client,"
+        " @@autocommit, is_used_lock('pointsman_isolation_test') is null",
+    )
+
+    assert after.rows[0][0] == before.rows[0][0]  # the very same session
+    assert after.rows[0][1:] == (spec.database, "mine", None, 1, "utf8mb4", 1, 1)
+    with pytest.raises(QueryFailedError, match="doesn't exist"):
+        await registry.run(spec, "select * from scratch")
+
+
+async def test_mysql_transaction_left_open_is_rolled_back(
+    registry: EngineRegistry, mysql_spec: ConnectionSpec
+) -> None:
+    spec = one_session(mysql_spec)
+    await registry.run(spec, "create table t (id int) engine = InnoDB")
+    await run_all(registry, spec, "begin", "insert into t values (1)")
+    await run_all(registry, spec, "set autocommit = 0", "insert into t values (2)")
+
+    conn = pymysql.connect(
+        host=spec.host,
+        port=spec.port or 3306,
+        user=spec.username,
+        password=spec.password or "",
+        database=spec.database,
+        autocommit=True,
+    )
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("select id from t order by id")
+            assert cursor.fetchall() == ((1,), (2,))
+    finally:
+        conn.close()
+    stats = registry.pool_stats(spec.id)
+    assert stats is not None and stats["connectionsOpened"] == 1
+
+
+async def test_mysql_without_a_database_keeps_none_selected(
+    registry: EngineRegistry, mysql_spec: ConnectionSpec
+) -> None:
+    spec = one_session(mysql_spec, database=None)
+    await registry.run(spec, f"use `{mysql_spec.database}`")
+
+    result = await registry.run(spec, "select database()")
+
+    assert result.rows == [(None,)]
+
+
+# -- SQLite and DuckDB --------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec_fixture", ["sqlite_spec", "duckdb_spec"])
+async def test_embedded_transaction_left_open_is_rolled_back(
+    registry: EngineRegistry, spec_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    spec = one_session(request.getfixturevalue(spec_fixture))
+    await run_all(registry, spec, "begin", "delete from items")
+    await run_all(registry, spec, "begin", "delete from items where id = 1")
+
+    # A fresh pool (a new session) sees B's delete committed, A's undone.
+    await registry.close(spec.id)
+    result = await registry.run(spec, "select id from items order by id")
+
+    assert result.rows == [(2,), (3,)]
+
+
+async def test_duckdb_session_settings_do_not_reach_the_next_user(
+    registry: EngineRegistry, duckdb_spec: ConnectionSpec
+) -> None:
+    spec = one_session(duckdb_spec)
+    await run_all(
+        registry,
+        spec,
+        "create schema other",
+        "create table other.items as select 'not mine' as name",
+        "set schema = 'other'",
+        "set variable owner = 'user-a'",
+        "create temp table scratch as select 1 as x",
+        "prepare a_plan as select 1",
+    )
+
+    result = await registry.run(
+        spec,
+        "select current_schema(), getvariable('owner'),"
+        " (select count(*) from duckdb_tables() where table_name = 'scratch'),"
+        " (select min(name) from items)",
+    )
+
+    assert result.rows == [("main", None, 0, "apple")]
+    with pytest.raises(QueryFailedError):
+        await registry.run(spec, "execute a_plan")
+
+
+async def test_sqlite_temporary_objects_and_settings_are_refused(
+    registry: EngineRegistry, sqlite_spec: ConnectionSpec
+) -> None:
+    """A temporary table would shadow the file's table for the next user."""
+    spec = one_session(sqlite_spec)
+    for sql in (
+        "create temp table items (id integer)",
+        "create temporary view v as select 1",
+        "create table temp.t (id integer)",
+        "pragma case_sensitive_like = 1",
+        "pragma query_only = 1",
+    ):
+        with pytest.raises(QueryFailedError, match="is not allowed") as caught:
+            await registry.run(spec, sql)
+        assert caught.value.status == 400
+
+    result = await registry.run(spec, "select count(*) from items")
+    assert result.rows == [(3,)]
+    # Reporting PRAGMAs still work.
+    info = await registry.run(spec, "pragma table_info(items)")
+    assert [row[1] for row in info.rows] == ["id", "name", "price", "data"]
+
+
+# -- one statement per query --------------------------------------------------
+
+DIALECT_SPECS = ["postgres_spec", "mysql_spec", "sqlite_spec", "duckdb_spec"]
+
+
+@pytest.mark.parametrize("limit", [None, 10])
+@pytest.mark.parametrize("spec_fixture", DIALECT_SPECS)
+async def test_several_statements_are_refused_and_none_runs(
+    registry: EngineRegistry,
+    spec_fixture: str,
+    limit: int | None,
+    request: pytest.FixtureRequest,
+) -> None:
+    spec: ConnectionSpec = request.getfixturevalue(spec_fixture)
+
+    with pytest.raises(QueryFailedError) as caught:
+        await registry.run(
+            spec, "select 1 as a; create table smuggled (id int)", limit=limit
+        )
+
+    assert caught.value.status == 400
+    assert caught.value.detail.startswith("Only one SQL statement per query")
+    with pytest.raises(QueryFailedError):
+        await registry.run(spec, "select * from smuggled")
+
+
+@pytest.mark.parametrize("spec_fixture", DIALECT_SPECS)
+async def test_one_statement_with_semicolons_still_runs(
+    registry: EngineRegistry, spec_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    spec: ConnectionSpec = request.getfixturevalue(spec_fixture)
+
+    quoted = await registry.run(spec, "select 'a;b' as x")
+    trailing = await registry.run(spec, "select 2 as y;")
+
+    assert quoted.rows == [("a;b",)]
+    assert trailing.rows == [(2,)]
+
+
+async def test_postgres_statement_without_rows_runs_with_a_limit(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec
+) -> None:
+    created = await registry.run(postgres_spec, "create table t (id int)", limit=10)
+    inserted = await registry.run(postgres_spec, "insert into t values (1)", limit=10)
+    only_comment = await registry.run(postgres_spec, "-- nothing to run")
+
+    assert created.columns == inserted.columns == only_comment.columns == []
+    result = await registry.run(postgres_spec, "select id from t", limit=10)
+    assert result.rows == [(1,)]
