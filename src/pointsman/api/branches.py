@@ -40,14 +40,7 @@ async def list_branches(request: Request) -> Response:
     who = await caller(request)
     raw = request.query_params.get("baseConnectionId")
     base_id = branches.parse_base_id(raw) if raw is not None else None
-    visible = None
-    if not who.actor.is_org_admin:
-        visible = {
-            info.id
-            for info in who.snapshot.connections.values()
-            if not info.archived
-            and policy.allows(who.snapshot, who.actor, Action.QUERY_BASE, info)
-        }
+    visible = policy.visible_connections(who.snapshot, who.actor, Action.QUERY_BASE)
     listed = await call(branches.list_branches, who.services.store, base_id, visible)
     return respond(listed)
 

@@ -16,7 +16,7 @@ from pointsman.api.connections import live_connection
 from pointsman.api.http import call, read_json, respond
 from pointsman.errors import NotFound, PermissionDenied, ValidationFailed
 from pointsman.policy import Action
-from pointsman.routing.resolver import may_pick, resolve
+from pointsman.routing.resolver import resolve
 from pointsman.routing.snapshot import ConnectionInfo
 from pointsman.services import switches
 
@@ -214,7 +214,7 @@ async def _pickable_link(
     if link is None:
         raise NotFound(f"Connection environment with id {body[field]} does not exist")
     # The resolver's own rule, so that a stored pick is one it honours.
-    if not may_pick(who.snapshot, who.actor.user, link):
+    if not policy.may_pick_environment(who.snapshot, who.actor.user, link):
         raise PermissionDenied()
     return link_id
 

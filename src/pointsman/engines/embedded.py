@@ -213,6 +213,16 @@ _CREATE_TEMP = frozenset(
         sqlite3.SQLITE_CREATE_TEMP_VIEW,
     }
 )
+# ... which ``create table temp.t`` reports as a plain create in "temp".
+_CREATE = frozenset(
+    {
+        sqlite3.SQLITE_CREATE_INDEX,
+        sqlite3.SQLITE_CREATE_TABLE,
+        sqlite3.SQLITE_CREATE_TRIGGER,
+        sqlite3.SQLITE_CREATE_VIEW,
+        sqlite3.SQLITE_CREATE_VTABLE,
+    }
+)
 _ONE_STATEMENT_AT_A_TIME = "one statement at a time"
 
 
@@ -260,9 +270,7 @@ def _refused_by_sqlite(
         return "ATTACH of a database file"
     if action == sqlite3.SQLITE_DETACH:
         return "DETACH"
-    if action in _CREATE_TEMP or (
-        action == sqlite3.SQLITE_CREATE_VTABLE and database == "temp"
-    ):
+    if action in _CREATE_TEMP or (action in _CREATE and database == "temp"):
         return "Creating temporary tables, views or triggers"
     if (
         action == sqlite3.SQLITE_PRAGMA

@@ -50,13 +50,17 @@ def effective_values(
     system = _system_value(snapshot, user, attribute)
     if system is not None:
         return system
+    definition = snapshot.attributes.get(attribute)
     switched = snapshot.switches.get((user.id, attribute))
-    if switched and may_switch_to(snapshot, user, attribute, switched):
+    if (
+        switched
+        and (len(switched) == 1 or definition is None or definition.multiple_values)
+        and may_switch_to(snapshot, user, attribute, switched)
+    ):
         return switched
     own = user.values.get(attribute)
     if own:
         return own
-    definition = snapshot.attributes.get(attribute)
     if definition is not None and definition.default_value:
         return definition.default_value
     return ()
