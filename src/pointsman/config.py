@@ -17,6 +17,7 @@ class Settings:
     query_wait_seconds: float = 30.0
     rate_limit_per_minute: int = 600
     pool_idle_seconds: float = 300.0
+    max_open_connections: int = 200
 
     @classmethod
     def from_env(cls, database_url: str | None = None) -> Settings:
@@ -43,6 +44,9 @@ class Settings:
             ),
             pool_idle_seconds=float(
                 os.environ.get("POINTSMAN_POOL_IDLE_SECONDS", "300")
+            ),
+            max_open_connections=int(
+                os.environ.get("POINTSMAN_MAX_OPEN_CONNECTIONS", "200")
             ),
         )
 

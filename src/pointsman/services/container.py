@@ -30,7 +30,9 @@ class Services:
     def __post_init__(self) -> None:
         self.snapshots = SnapshotCache(self.store)
         self.specs = SpecCache(self.store, self.secrets)
-        self.engines = EngineRegistry()
+        self.engines = EngineRegistry(
+            max_open_connections=self.settings.max_open_connections or None
+        )
         self.query_log = QueryLog(self.store)
         self.metrics = Metrics(self.engines)
 

@@ -22,6 +22,10 @@ POOL_GAUGES = {
     "idle": "Pooled connections waiting for work",
     "waiting": "Requests waiting for a pooled connection",
 }
+QUERY_GAUGES = {
+    "queriesRunning": "Queries running on the connection",
+    "queriesQueued": "Queries waiting for a turn on the connection",
+}
 
 
 class Metrics:
@@ -65,6 +69,14 @@ class PoolCollector(Collector):
             )
             for key, text in POOL_GAUGES.items()
         }
+        families.update(
+            {
+                key: GaugeMetricFamily(
+                    f"pointsman_{_snake(key)}", text, labels=["connection_id"]
+                )
+                for key, text in QUERY_GAUGES.items()
+            }
+        )
         open_pools = GaugeMetricFamily("pointsman_pools_open", "Pools open right now")
         ids = self._engines.open_connection_ids()
         open_pools.add_metric([], len(ids))
@@ -72,7 +84,14 @@ class PoolCollector(Collector):
             stats = self._engines.pool_stats(connection_id) or {}
             for key, family in families.items():
                 family.add_metric([connection_id], float(stats.get(key, 0)))
+        server = self._engines.connection_stats()
+        opened = GaugeMetricFamily(
+            "pointsman_open_database_connections",
+            "Database connections open in this process, against the server-wide cap",
+        )
+        opened.add_metric([], float(server.get("openConnections", 0)))
         yield open_pools
+        yield opened
         yield from families.values()
 
 
