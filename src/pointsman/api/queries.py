@@ -88,6 +88,9 @@ async def _execute(
         status = "TIMEOUT" if exc.status == 408 else "ERROR"
         error = exc.detail
         raise
+    except asyncio.CancelledError:
+        status, error = "CANCELLED", "The client went away; the statement was cancelled"
+        raise
     finally:
         elapsed = time.perf_counter() - clock
         services.metrics.observe(
@@ -211,7 +214,11 @@ async def run_query(request: Request) -> Response:
     wait = run.wait_seconds
     if wait is None:
         wait = who.services.settings.query_wait_seconds
-    await wait_for([job], wait)
+    if await _client_left_first(request, job, wait):
+        # Nobody will read the answer: stop the statement on the database.
+        job.task.cancel()
+        jobs.discard(job.id)
+        return Response(status_code=499)
     if not job.task.done():
         return _still_running(job, plain)
     jobs.discard(job.id)
@@ -226,6 +233,25 @@ async def run_query(request: Request) -> Response:
         return response
     submitted = {"jobs_submitted": {job.id: job.client_result_id}}
     return ndjson([submitted, line, footer([])], route)
+
+
+async def _client_left_first(request: Request, job: Job, wait: float) -> bool:
+    """Wait for the job (up to ``wait``), watching for the client going away;
+    True if it went away before the job finished."""
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait(
+            {job.task, watcher}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        watcher.cancel()
+    return watcher.done() and not watcher.cancelled() and not job.task.done()
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client disconnects (the body was already read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _still_running(job: Job, plain: bool) -> Response:
