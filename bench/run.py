@@ -79,12 +79,15 @@ FLOOR = "direct psycopg pool"
 BARE = "bare Starlette (json)"
 
 CONCURRENCY = 32
-USERS = 120
+USERS = 120  # 40 with --quick
 ENVIRONMENT_VALUES = ("base", "e1", "e2", "e3")  # "base" is the base's default
 MEMORY_ENVIRONMENTS = 10_000
 MEMORY_POOLS = 100
+IDLE_SESSION_MS = 300  # idle_session_timeout of the memory run's database
 # More than this many cores used by other work while measuring: a warning.
 NOISY_CORES = 0.25
+# Fewer queries than this in a measurement: its ratios are flagged.
+MIN_SAMPLES = 20
 # No token may be throttled by the benchmark, but the limiter still runs.
 RATE_LIMIT = "1000000000"
 
@@ -148,7 +151,8 @@ class Bench:
         self.secret = Fernet.generate_key().decode()
         # user j's environment value: users spread evenly, interleaved
         self.user_values = [
-            ENVIRONMENT_VALUES[j % len(ENVIRONMENT_VALUES)] for j in range(USERS)
+            ENVIRONMENT_VALUES[j % len(ENVIRONMENT_VALUES)]
+            for j in range(40 if quick else USERS)
         ]
         self.rows: list[dict[str, Any]] = []
 
@@ -179,10 +183,12 @@ class Bench:
             )
         self.admin(f'create database "{self.memory_db}"')
         self.created.append(self.memory_db)
-        # The memory run opens 100 pools; idle sessions end after 1 s so that
-        # they never hold 100 of the server's max_connections at once.
+        # The memory run opens 100 pools; their idle sessions end after a
+        # moment, so that they never hold 100 of the server's max_connections
+        # (shared with whoever else uses it) at once.
         self.admin(
-            f"alter database \"{self.memory_db}\" set idle_session_timeout = '1s'"
+            f'alter database "{self.memory_db}" '
+            f"set idle_session_timeout = '{IDLE_SESSION_MS}ms'"
         )
 
     def drop_databases(self) -> None:
@@ -225,7 +231,11 @@ class Bench:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(f"{url}: the server exited ({process.returncode})")
+                logs = sorted(self.tmp.glob("*.log"), key=lambda p: p.stat().st_mtime)
+                tail = logs[-1].read_text(errors="replace")[-2000:] if logs else ""
+                raise RuntimeError(
+                    f"{url}: the server exited ({process.returncode}):\n{tail}"
+                )
             try:
                 httpx.get(url, timeout=1)
                 return
@@ -602,14 +612,16 @@ class Bench:
                         job = job_of(client.post("/api/v1/query/run", json=body))
                         assert job["route"]["connectionId"] == expected, job
                         served.add(expected)
-                    time.sleep(1.2)  # the idle sessions end (idle_session_timeout)
-            with_pools = rss_mb(process.pid)
+                    time.sleep(IDLE_SESSION_MS / 1000 + 0.2)  # their sessions end
+                with_pools = rss_mb(process.pid)
+                reported = pools_open(client)
         finally:
             self.stop(process)
         assert len(served) == MEMORY_POOLS, len(served)
         result = {
             "environment_connections": MEMORY_ENVIRONMENTS,
             "open_pools": len(served),
+            "pools_open_per_metrics": reported,
             "populate_s": round(populated, 1),
             "rss_at_start_mb": round(at_start["VmRSS"], 1),
             "rss_with_snapshot_mb": round(with_snapshot["VmRSS"], 1),
@@ -619,7 +631,8 @@ class Bench:
         log(
             f"  RSS at start {result['rss_at_start_mb']} MB, with the snapshot "
             f"{result['rss_with_snapshot_mb']} MB, with {len(served)} pools "
-            f"{result['rss_with_pools_mb']} MB (peak {result['peak_rss_mb']} MB)"
+            f"{result['rss_with_pools_mb']} MB (peak {result['peak_rss_mb']} MB; "
+            f"pools open per /metrics: {reported})"
         )
         return result
 
@@ -634,6 +647,17 @@ class Bench:
 
 
 # -- the report ---------------------------------------------------------------------
+
+
+def pools_open(client: httpx.Client) -> int | None:
+    """``pointsman_pools_open`` from the server's /metrics, if it has one."""
+    response = client.get("/metrics")
+    if response.status_code != 200:
+        return None
+    for line in response.text.splitlines():
+        if line.startswith("pointsman_pools_open "):
+            return int(float(line.split()[1]))
+    return None
 
 
 def ratio(a: float, b: float) -> float:
@@ -691,6 +715,9 @@ def evaluate(
         row["targets"] = [verdict(ok) for _, _, ok in checks]
         if row["errors"]:
             row["targets"].append("ERRORS")
+        few = min(row["requests"], floor["requests"], bare["requests"])
+        if few < MIN_SAMPLES:
+            row["targets"].append(f"(only {few} queries measured)")
         for name, value, ok in checks:
             targets.append(
                 {
@@ -826,6 +853,17 @@ def print_report(report: dict[str, Any]) -> None:
     )
 
 
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def git_state() -> str:
     """The commit measured, and whether src/ had uncommitted changes."""
     try:
@@ -893,7 +931,7 @@ def main() -> int:
             "mode": "quick" if args.quick else "full",
             "git": git_state(),
             "cpus": os.cpu_count(),
-            "cpu_model": platform.processor() or platform.machine(),
+            "cpu_model": cpu_model(),
             "python": platform.python_version(),
             "postgres": pg_version,
             "packages": {
@@ -914,7 +952,7 @@ def main() -> int:
             "duration_s": bench.duration,
             "pool_size": POOL_SIZE,
             "pools": len(ENVIRONMENT_VALUES),
-            "users": USERS,
+            "users": len(bench.user_values),
             "rate_limit_per_minute": int(RATE_LIMIT),
             "load_before": [round(x, 2) for x in load_before],
             "load_after": [round(x, 2) for x in os.getloadavg()],
