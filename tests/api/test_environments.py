@@ -538,3 +538,28 @@ async def test_an_absurd_exponent_is_not_a_number(api: httpx.AsyncClient) -> Non
     assert_error(
         response, 400, 'Bad Request: userAttributeValues: "1e999999999" is not a number'
     )
+
+
+async def test_routing_on_a_number_attribute_refuses_values_that_collide(
+    api: httpx.AsyncClient,
+) -> None:
+    await api.post("/api/v1/user-attributes", json={"name": "tier", "type": "Number"})
+    base, gold, silver = (
+        await create(api, "dev"),
+        await create(api, "g"),
+        await create(api, "s"),
+    )
+    await link(api, base, gold, silver)
+    await api.put(
+        f"/api/v1/connection-environments/{gold}", json={"userAttributeValues": "01"}
+    )
+    await api.put(
+        f"/api/v1/connection-environments/{silver}", json={"userAttributeValues": "1"}
+    )
+
+    response = await api.patch(
+        f"/api/v1/connections/{base}",
+        json={"userAttributeNameForConnectionEnvironments": "tier"},
+    )
+
+    assert_error(response, 400, 'User attribute value "1" is already in use')

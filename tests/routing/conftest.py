@@ -4,17 +4,25 @@ directory cannot import)."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from cryptography.fernet import Fernet
+from hypothesis import configuration
 
 from pointsman.api.app import create_app
 from pointsman.config import Settings
 from pointsman.services.container import Services
 from pointsman.services.setup import initialize
+
+# Hypothesis caches what it learns from the source under its home directory:
+# keep that out of the working tree (the tests keep no example database).
+configuration.set_hypothesis_home_dir(
+    Path(tempfile.gettempdir()) / "pointsman-routing-hypothesis"
+)
 
 
 @pytest.fixture

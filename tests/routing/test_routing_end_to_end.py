@@ -54,6 +54,7 @@ async def misrouted(api: httpx.AsyncClient, world: World, built: Built) -> list[
         decision = decide(served_world, built[user], built[base], branch_id)
         served = await run_marker_query(api, built[user], built[base], branch_id)
 
+        # The marker read, the header, then the route: connection, link, source.
         expected = (
             built.markers[decision.connection_id],
             decision.connection_id,
@@ -141,13 +142,6 @@ async def _connection(api: httpx.AsyncClient, databases: Databases, name: str) -
     return str(created["data"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="values stored on a link while its base routed on no attribute keep "
-    "their String spelling when the base then routes on a Number attribute, "
-    "so 01 never matches a user's 1 (spec §3: Number values compare by "
-    "canonical form)",
-)
 async def test_a_number_set_before_the_base_routes_on_a_number_attribute_matches(
     api: httpx.AsyncClient, tmp_path: Path
 ) -> None:

@@ -385,7 +385,34 @@ def _apply_attribute(
     defaults = normalise(split_list(raw_defaults, FLAT_VALUES), kind, FLAT_VALUES)
     row.environment_attribute = name
     row.default_values = defaults or None
-    _replace_base_claims(session, row.id, defaults)
+    _reclaim_all(session, row.id, defaults, kind)
+
+
+def _reclaim_all(
+    session: Session, base_id: str, defaults: list[str], kind: str
+) -> None:
+    """Claim the base's defaults and every environment's values again in the
+    attribute's canonical form (``01`` stored before the base routed on a
+    Number attribute becomes ``1``), so values compare and stay unique as
+    that attribute's values."""
+    session.execute(
+        delete(models.AttributeValueClaim).where(
+            models.AttributeValueClaim.base_connection_id == base_id
+        )
+    )
+    claim_values(session, base_id, None, defaults)
+    links = session.scalars(
+        select(models.ConnectionEnvironment)
+        .where(models.ConnectionEnvironment.base_connection_id == base_id)
+        .order_by(
+            models.ConnectionEnvironment.created_at, models.ConnectionEnvironment.id
+        )
+    )
+    for link in links:
+        values = normalise(list(link.values or ()), kind, "userAttributeValues")
+        claim_values(session, base_id, link.id, values)
+        if values != list(link.values or ()):
+            link.values = values
 
 
 def _replace_base_claims(session: Session, base_id: str, values: list[str]) -> None:
