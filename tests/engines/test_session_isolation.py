@@ -133,10 +133,13 @@ async def test_postgres_transaction_left_open_is_rolled_back(
 # -- MariaDB / MySQL ----------------------------------------------------------
 
 
+# The registry comes last: its pools close before the databases are dropped.
+
+
 async def test_mysql_session_state_does_not_reach_the_next_user(
-    registry: EngineRegistry,
     mysql_spec: ConnectionSpec,
     make_mysql_database: Callable[[], str],
+    registry: EngineRegistry,
 ) -> None:
     spec = one_session(mysql_spec)
     other = make_mysql_database()
@@ -178,7 +181,7 @@ async def test_mysql_session_state_does_not_reach_the_next_user(
 
 
 async def test_mysql_transaction_left_open_is_rolled_back(
-    registry: EngineRegistry, mysql_spec: ConnectionSpec
+    mysql_spec: ConnectionSpec, registry: EngineRegistry
 ) -> None:
     spec = one_session(mysql_spec)
     await registry.run(spec, "create table t (id int) engine = InnoDB")
@@ -204,7 +207,7 @@ async def test_mysql_transaction_left_open_is_rolled_back(
 
 
 async def test_mysql_without_a_database_keeps_none_selected(
-    registry: EngineRegistry, mysql_spec: ConnectionSpec
+    mysql_spec: ConnectionSpec, registry: EngineRegistry
 ) -> None:
     spec = one_session(mysql_spec, database=None)
     await registry.run(spec, f"use `{mysql_spec.database}`")

@@ -140,6 +140,17 @@ def job_line(job: Job) -> dict[str, Any]:
     return line
 
 
+# Results up to this many rows are encoded on the event loop: a hop to a
+# worker thread costs more than encoding them.
+INLINE_ENCODE_ROWS = 200
+
+
+async def encode_line(job: Job) -> dict[str, Any]:
+    if job.error() is not None or job.task.result().row_count <= INLINE_ENCODE_ROWS:
+        return job_line(job)
+    return await call(job_line, job)
+
+
 def _encode(result: QueryResult, result_type: str | None) -> Any:
     if result_type == "json":
         return results.to_json_rows(result)
@@ -226,7 +237,7 @@ async def run_query(request: Request) -> Response:
     if error is not None:
         consume_result(job)
         raise error
-    line = await call(job_line, job)
+    line = await encode_line(job)
     if plain:
         response: Response = respond({"completedQueries": [line], "jobIds": []})
         response.headers["X-Pointsman-Connection-Id"] = route.connection_id
@@ -305,7 +316,7 @@ async def wait_query(request: Request) -> Response:
     await wait_for(found, who.services.settings.query_wait_seconds)
     done = [job for job in found if job.task.done()]
     remaining = [job.id for job in found if not job.task.done()]
-    lines = [await call(job_line, job) for job in done]
+    lines = [await encode_line(job) for job in done]
     for job in done:
         jobs.discard(job.id)
     if wants_plain_json(request):

@@ -47,11 +47,15 @@ class AlwaysChanged:
 
 
 class SqliteFeed:
+    """``data_version`` moves on any commit (the query log's too); only then
+    is the configuration version read, on this feed's own connection."""
+
     def __init__(self, path: str):
         self._path = path
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._seen: int | None = None
+        self._config_version: int | None = None
 
     def changed(self) -> bool:
         with self._lock:
@@ -59,12 +63,19 @@ class SqliteFeed:
                 if self._conn is None:
                     self._conn = sqlite3.connect(self._path, check_same_thread=False)
                 (value,) = self._conn.execute("pragma data_version").fetchone()
+                if value == self._seen:
+                    return False
+                self._seen = value
+                row = self._conn.execute(
+                    "select version from config_state where id = 1"
+                ).fetchone()
             except sqlite3.Error:
                 log.warning("cannot read the store's data version; checking every time")
                 self._conn = None
                 return True
-            moved: bool = value != self._seen
-            self._seen = value
+            version = row[0] if row else None
+            moved: bool = version is None or version != self._config_version
+            self._config_version = version
             return moved
 
     def close(self) -> None:
