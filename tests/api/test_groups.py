@@ -572,3 +572,17 @@ async def test_leaving_the_group_routes_the_next_request_to_the_base(
     )
 
     assert response.json()["connectionId"] == base
+
+
+@pytest.mark.anyio
+async def test_non_ascii_names_are_found_and_unique_in_any_case(
+    api: httpx.AsyncClient,
+) -> None:
+    created = await api.post("/api/scim/v2/Groups", json={"displayName": "Équipe"})
+
+    found = await api.get("/api/scim/v2/Groups", params={"filter": 'displayName eq "équipe"'})
+    duplicate = await api.post("/api/scim/v2/Groups", json={"displayName": "éQUIPE"})
+
+    assert created.status_code == 201
+    assert found.json()["totalResults"] == 1
+    assert duplicate.status_code == 409

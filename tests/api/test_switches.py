@@ -563,3 +563,40 @@ async def test_switch_routes_are_omnis_so_not_marked_as_extensions(
 
     assert "x-pointsman-extension" not in paths[selectable("{id}")]["put"]
     assert "x-pointsman-extension" not in paths[SWITCHES]["put"]
+
+
+async def test_leaving_the_group_voids_the_switch_for_good(
+    api: httpx.AsyncClient,
+    envs: Environments,
+    member: tuple[str, httpx.AsyncClient],
+) -> None:
+    user_id, client = member
+    created = await api.post(
+        "/api/scim/v2/Groups",
+        json={"displayName": "analysts", "members": [{"value": user_id}]},
+    )
+    group_path = f"/api/scim/v2/Groups/{created.json()['id']}"
+    await provision(
+        api, envs.attribute_id, group_id=created.json()["id"], values=["prod"]
+    )
+    await switch(client, envs.attribute_id, ["prod"])
+    patch = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"]}
+
+    await api.patch(
+        group_path,
+        json={
+            **patch,
+            "Operations": [{"op": "remove", "path": f'members[value eq "{user_id}"]'}],
+        },
+    )
+    await api.patch(
+        group_path,
+        json={
+            **patch,
+            "Operations": [
+                {"op": "add", "path": "members", "value": [{"value": user_id}]}
+            ],
+        },
+    )
+
+    assert marker(await run(client, envs.dev)) == "staging"

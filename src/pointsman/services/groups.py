@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from pointsman.errors import Conflict, NotFound, ValidationFailed
 from pointsman.services.paging import is_uuid
+from pointsman.services.switches import void_switches_no_longer_covered
 from pointsman.services.users import LIST_SCHEMA, paging_number, patch_operations
 from pointsman.store import models
 from pointsman.store.db import Store
@@ -86,11 +87,11 @@ def list_groups(store: Store, params: Mapping[str, str]) -> dict[str, Any]:
     count = paging_number(params.get("count"), "count", default=100, least=0)
     query = select(models.Group)
     name = _filter(params.get("filter"))
-    if name is not None:
-        query = query.where(func.lower(models.Group.display_name) == name.lower())
     with_members = not excludes_members(params)
 
     with store.read() as session:
+        if name is not None:
+            query = query.where(models.Group.id.in_(_named(session, name)))
         total = session.scalar(select(func.count()).select_from(query.subquery()))
         rows = list(
             session.scalars(
@@ -164,7 +165,9 @@ def patch_group(store: Store, group_id: str, body: Mapping[str, Any]) -> dict[st
 def delete_group(store: Store, group_id: str) -> None:
     """Delete the group; its memberships and role grants go with it."""
     with store.write() as session:
+        members = list(_members_of(session, [group_id]).get(group_id, []))
         session.delete(_get(session, group_id))
+        void_switches_no_longer_covered(session, [user.id for user in members])
 
 
 # -- loading and saving -----------------------------------------------------------
@@ -215,10 +218,14 @@ def _save(session: Session, draft: Draft) -> None:
 def _save_members(session: Session, draft: Draft) -> None:
     """Write the member list back whole."""
     table = models.GroupMember
+    before = set(
+        session.scalars(select(table.user_id).where(table.group_id == draft.group.id))
+    )
     session.execute(delete(table).where(table.group_id == draft.group.id))
     rows = [{"group_id": draft.group.id, "user_id": key} for key in draft.members]
     if rows:
         session.execute(insert(table), rows)
+    void_switches_no_longer_covered(session, before - set(draft.members))
 
 
 def _flush_named(session: Session, name: str) -> None:
@@ -233,13 +240,16 @@ def _name_taken(name: str) -> Conflict:
     return Conflict(f"Group with name {name} already exists")
 
 
+def _named(session: Session, name: str) -> list[str]:
+    """Ids of the groups called ``name`` in any case. Compared in Python:
+    SQLite's lower() folds only ASCII letters."""
+    wanted = name.casefold()
+    rows = session.execute(select(models.Group.id, models.Group.display_name))
+    return [group_id for group_id, shown in rows if shown.casefold() == wanted]
+
+
 def _check_name_free(session: Session, name: str, group_id: str | None) -> None:
-    query = select(models.Group.id).where(
-        func.lower(models.Group.display_name) == name.lower()
-    )
-    if group_id is not None:
-        query = query.where(models.Group.id != group_id)
-    if session.scalar(query.limit(1)) is not None:
+    if any(found != group_id for found in _named(session, name)):
         raise _name_taken(name)
 
 

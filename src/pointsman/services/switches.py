@@ -258,6 +258,20 @@ def _void_uncovered_switches(
             session.delete(switch)
 
 
+def void_switches_no_longer_covered(session: Session, user_ids: Iterable[str]) -> None:
+    """After users lose a provisioning (left a group, the group went), their
+    switches it no longer covers are void for good, as if it were withdrawn:
+    rejoining later does not bring an old choice back."""
+    ids = list(user_ids)
+    if not ids:
+        return
+    session.flush()
+    for switch in list(session.scalars(select(Switch).where(Switch.user_id.in_(ids)))):
+        allowed = allowance(session, switch.attribute_id, switch.user_id)
+        if not allowed.covers(switch.values):
+            session.delete(switch)
+
+
 # -- the caller's own switches ------------------------------------------------
 
 
