@@ -580,7 +580,9 @@ async def test_non_ascii_names_are_found_and_unique_in_any_case(
 ) -> None:
     created = await api.post("/api/scim/v2/Groups", json={"displayName": "Équipe"})
 
-    found = await api.get("/api/scim/v2/Groups", params={"filter": 'displayName eq "équipe"'})
+    found = await api.get(
+        "/api/scim/v2/Groups", params={"filter": 'displayName eq "équipe"'}
+    )
     duplicate = await api.post("/api/scim/v2/Groups", json={"displayName": "éQUIPE"})
 
     assert created.status_code == 201
