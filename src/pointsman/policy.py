@@ -210,3 +210,10 @@ def may_pick_environment(
     """Whether the user may pick an environment as their own; the resolver
     applies the same rule when it honours a stored pick."""
     return may_pick(snapshot, user, link)
+
+
+def may_read_roles_of(actor: Actor, user_or_membership_id: str) -> bool:
+    """Org admins read anyone's connection roles; a member reads their own."""
+    if actor.is_org_admin:
+        return True
+    return user_or_membership_id in (actor.user.id, actor.user.membership_id)

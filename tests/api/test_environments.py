@@ -563,3 +563,21 @@ async def test_routing_on_a_number_attribute_refuses_values_that_collide(
     )
 
     assert_error(response, 400, 'User attribute value "1" is already in use')
+
+
+async def test_changing_a_link_needs_a_view_of_its_environment_connection(
+    api: httpx.AsyncClient, make_member: Any
+) -> None:
+    base = await create(api, "dev", baseRole="CONNECTION_ADMIN")
+    hidden = await create(api, "hidden")
+    await link(api, base, hidden)
+    await api.patch(f"/api/v1/connections/{hidden}", json={"baseRole": "NO_ACCESS"})
+    _, member = make_member("member@example.com")
+
+    put = await member.put(
+        f"/api/v1/connection-environments/{hidden}", json={"userAttributeValues": "x"}
+    )
+    deleted = await member.delete(f"/api/v1/connection-environments/{hidden}")
+
+    assert_error(put, 403, "Permission denied")
+    assert_error(deleted, 403, "Permission denied")

@@ -556,3 +556,16 @@ async def test_openapi_marks_only_the_revocations_as_extensions(
     assert "x-pointsman-extension" not in operations["post"]
     group_operations = paths["/api/v1/user-groups/{id}/model-roles"]
     assert group_operations["delete"]["x-pointsman-extension"] is True
+
+
+async def test_a_member_reads_their_own_roles_but_not_anothers(
+    api: httpx.AsyncClient, make_member: Any
+) -> None:
+    user_id, member = make_member("member@example.com")
+    other_id, _ = make_member("other@example.com")
+
+    own = await member.get(f"/api/v1/users/{user_id}/model-roles")
+    foreign = await member.get(f"/api/v1/users/{other_id}/model-roles")
+
+    assert own.status_code == 200
+    assert_error(foreign, 403, "Permission denied")

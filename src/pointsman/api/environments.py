@@ -21,6 +21,16 @@ def _require_base_admin(who: Caller, base_id: str) -> None:
     policy.require(who.snapshot, who.actor, Action.ADMINISTER_CONNECTION, base)
 
 
+async def _require_link_admin(who: Caller, link_id: str) -> None:
+    """Changing a link needs what making it needs: CONNECTION_ADMIN on the
+    base and RESTRICTED_QUERIER or more on the environment connection."""
+    base_id, target_id = await call(environments.link_ends, who.services.store, link_id)
+    _require_base_admin(who, base_id)
+    target = who.snapshot.live_connection(target_id)
+    if target is not None:
+        policy.require(who.snapshot, who.actor, Action.LINK_ENVIRONMENT, target)
+
+
 async def create_environments(request: Request) -> Response:
     """
     summary: Link environment connections to a base connection (all or nothing)
@@ -65,8 +75,7 @@ async def update_environment(request: Request) -> Response:
     """
     who = await caller(request)
     link_id = request.path_params["id"]
-    base_id = await call(environments.base_of, who.services.store, link_id)
-    _require_base_admin(who, base_id)
+    await _require_link_admin(who, link_id)
     body = await read_json(request)
     await call(environments.set_values, who.services.store, link_id, body)
     return respond({"success": True})
@@ -78,8 +87,7 @@ async def delete_environment(request: Request) -> Response:
     """
     who = await caller(request)
     link_id = request.path_params["id"]
-    base_id = await call(environments.base_of, who.services.store, link_id)
-    _require_base_admin(who, base_id)
+    await _require_link_admin(who, link_id)
     await call(environments.delete_environment, who.services.store, link_id)
     return respond({"success": True})
 

@@ -9,6 +9,7 @@ from starlette.routing import Route
 from pointsman import policy
 from pointsman.api.auth import Caller, caller
 from pointsman.api.http import call, read_json, respond
+from pointsman.errors import PermissionDenied
 from pointsman.policy import Action
 from pointsman.services import roles
 
@@ -31,9 +32,13 @@ async def list_user_roles(request: Request) -> Response:
     summary: Every candidate role of a user on each connection, the winner resolved
     description: The path id is the user id or the membership id. Optional
       connectionId narrows to one connection; modelId is ignored (pointsman has
-      no models). Org admins carry an ORG candidate of CONNECTION_ADMIN.
+      no models). Org admins carry an ORG candidate of CONNECTION_ADMIN. A
+      member may read their own.
     """
-    who = await admin_caller(request)
+    who = await caller(request)
+    asked = request.path_params["id"].lower()
+    if not policy.may_read_roles_of(who.actor, asked):
+        raise PermissionDenied()
     found = roles.user_roles(
         who.snapshot, request.path_params["id"], _asked_connection(request)
     )

@@ -193,8 +193,14 @@ def find_link(session: Session, link_or_connection_id: str) -> Link:
 
 
 def base_of(store: Store, link_or_connection_id: str) -> str:
+    return link_ends(store, link_or_connection_id)[0]
+
+
+def link_ends(store: Store, link_or_connection_id: str) -> tuple[str, str]:
+    """The base and environment connection ids of a link."""
     with store.read() as session:
-        return find_link(session, link_or_connection_id).base_connection_id
+        link = find_link(session, link_or_connection_id)
+        return link.base_connection_id, link.environment_connection_id
 
 
 # -- update / delete ----------------------------------------------------------
