@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 from bodies import connection_body
+from helpers import assert_error
 
 pytestmark = pytest.mark.anyio
 
@@ -15,11 +16,6 @@ async def create(api: httpx.AsyncClient, **changes: Any) -> str:
     response = await api.post("/api/v1/connections", json=connection_body(**changes))
     assert response.status_code == 201, response.text
     return str(response.json()["data"])
-
-
-def assert_error(response: httpx.Response, status: int, detail: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.json() == {"detail": detail, "status": status}
 
 
 async def test_create_answers_201_with_the_new_id(api: httpx.AsyncClient) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 from bodies import connection_body
+from helpers import assert_error
 
 pytestmark = pytest.mark.anyio
 
@@ -27,11 +28,6 @@ async def link(api: httpx.AsyncClient, base: str, *envs: str) -> httpx.Response:
         "/api/v1/connection-environments",
         json={"baseConnectionId": base, "environmentConnectionIds": ",".join(envs)},
     )
-
-
-def assert_error(response: httpx.Response, status: int, detail: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.json() == {"detail": detail, "status": status}
 
 
 async def test_create_answers_both_shapes_in_request_order(
