@@ -180,6 +180,23 @@ async def test_mysql_session_state_does_not_reach_the_next_user(
         await registry.run(spec, "select * from scratch")
 
 
+async def test_mysql_role_set_by_one_user_does_not_reach_the_next(
+    mysql_spec: ConnectionSpec, registry: EngineRegistry
+) -> None:
+    spec = one_session(mysql_spec)
+    role = f"psm_role_{spec.database}"[:60]
+    await run_all(registry, spec, f"create role if not exists `{role}`")
+    await run_all(registry, spec, f"grant `{role}` to current_user()")
+    try:
+        await registry.run(spec, f"set role `{role}`")
+
+        after = await registry.run(spec, "select current_role()")
+
+        assert after.rows[0][0] in (None, "NONE")
+    finally:
+        await run_all(registry, spec, f"drop role if exists `{role}`")
+
+
 async def test_mysql_transaction_left_open_is_rolled_back(
     mysql_spec: ConnectionSpec, registry: EngineRegistry
 ) -> None:

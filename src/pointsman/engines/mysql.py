@@ -315,6 +315,7 @@ async def _connect(spec: ConnectionSpec) -> aiomysql.Connection:
         async with asyncio.timeout(spec.connect_timeout_seconds):
             # What aiomysql.connect() does, on our connection class.
             await conn._connect()
+            conn.login_role = await _current_role(conn)
     except BaseException as exc:
         conn.close()
         if isinstance(exc, TimeoutError):
@@ -334,7 +335,8 @@ async def _reset(conn: aiomysql.Connection, database: str | None) -> bool:
     locks, and every session variable (back to the global value; the
     character set goes back to the one of the handshake). It keeps the
     current database, so the configured one is selected again. Without a
-    configured database the session must not have chosen one.
+    configured database the session must not have chosen one. It also keeps
+    the active role: a session whose role moved is not reused.
     """
     if conn.closed:
         return False
@@ -342,6 +344,8 @@ async def _reset(conn: aiomysql.Connection, database: str | None) -> bool:
         async with asyncio.timeout(MAX_RESET_SECONDS):
             await conn._execute_command(COM_RESET_CONNECTION, b"")
             await conn._read_ok_packet()
+            if await _current_role(conn) != getattr(conn, "login_role", None):
+                return False  # a role was switched: no reset undoes that
             if database:
                 await conn.select_db(database)
             elif not await _no_database_selected(conn):
@@ -352,6 +356,13 @@ async def _reset(conn: aiomysql.Connection, database: str | None) -> bool:
         logger.debug("resetting a session failed", exc_info=True)
         return False
     return not conn.closed and not conn.get_transaction_status()
+
+
+async def _current_role(conn: aiomysql.Connection) -> object:
+    async with conn.cursor() as cursor:
+        await cursor.execute("select current_role()")
+        row = await cursor.fetchone()
+    return row[0] if row else None
 
 
 async def _no_database_selected(conn: aiomysql.Connection) -> bool:
