@@ -192,10 +192,6 @@ def find_link(session: Session, link_or_connection_id: str) -> Link:
     return matches[0]
 
 
-def base_of(store: Store, link_or_connection_id: str) -> str:
-    return link_ends(store, link_or_connection_id)[0]
-
-
 def link_ends(store: Store, link_or_connection_id: str) -> tuple[str, str]:
     """The base and environment connection ids of a link."""
     with store.read() as session:

@@ -91,12 +91,6 @@ class Store:
         for listener in self._write_listeners:
             listener()
 
-    @contextmanager
-    def log_write(self) -> Iterator[Session]:
-        """A transaction that is not a configuration change (the query log)."""
-        with self._sessions() as session, session.begin():
-            yield session
-
     def version(self) -> int:
         with self.engine.connect() as conn:
             value = conn.execute(
