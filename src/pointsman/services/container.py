@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pointsman.config import Settings
 from pointsman.crypto import SecretBox, load_keys
 from pointsman.engines.registry import EngineRegistry
+from pointsman.routing.snapshot import Snapshot
 from pointsman.services.metrics import Metrics
 from pointsman.services.query_log import QueryLog
 from pointsman.services.snapshots import SnapshotCache
@@ -40,6 +41,11 @@ class Services:
         store = Store(settings.database_url)
         box = SecretBox(load_keys(settings.secret_keys, settings.data_dir))
         return cls(settings=settings, store=store, secrets=box)
+
+    def snapshot(self) -> Snapshot:
+        """The current configuration snapshot (reads the store if needed)."""
+        snapshot = self.snapshots.peek()
+        return snapshot if snapshot is not None else self.snapshots.current()
 
     def close(self) -> None:
         self.snapshots.close()
