@@ -32,6 +32,7 @@ from pointsman.engines.pool import (
     PoolTimeout,
 )
 from pointsman.engines.spec import ConnectionSpec, QueryResult
+from pointsman.engines.streams import Batches, RowStream, collect
 from pointsman.errors import DatabaseUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -144,11 +145,18 @@ class Engine(ABC):
         """Whether an idle connection still looks usable (cheap, no I/O)."""
         return True
 
-    @abstractmethod
     async def _run_admitted(
         self, sql: str, limit: int | None, acquire_deadline: float
     ) -> QueryResult:
-        """Take a connection (see :meth:`acquire`), run, give it back."""
+        """Take a connection (see :meth:`acquire`), run, give it back: for a
+        driver without :meth:`_open_batches`."""
+        raise NotImplementedError
+
+    def _open_batches(self, sql: str, acquire_deadline: float) -> Batches | None:
+        """Row batches from a connection held until the generator closes, for
+        a driver that can fetch incrementally; None (the default) runs the
+        statement through :meth:`_run_admitted` and keeps the whole result."""
+        return None
 
     async def _close_shared(self) -> None:
         """Close what all connections share (nothing, unless overridden)."""
@@ -157,25 +165,47 @@ class Engine(ABC):
     # -- running ---------------------------------------------------------------
 
     async def run(self, sql: str, *, limit: int | None = None) -> QueryResult:
-        """Run one statement on a pooled connection, within the query timeout.
+        """Run one statement on a pooled connection, within the query timeout,
+        and keep the whole result.
 
         Raises QueryQueueFullError (429) when the line is full,
         ConnectionBusyError (503) past the acquire timeout, and
         DatabaseUnavailableError (502) at once while connecting is failing.
         """
+        result = await self.stream(sql, limit=limit, threshold=None)
+        assert isinstance(result, QueryResult)
+        return result
+
+    async def stream(
+        self, sql: str, *, limit: int | None, threshold: int | None
+    ) -> QueryResult | RowStream:
+        """Like :meth:`run`, but a result longer than ``threshold`` rows comes
+        back as an open :class:`RowStream` (holding its connection and its
+        concurrency slot until closed), where the driver can stream."""
         self.touch()
         loop = asyncio.get_running_loop()
         acquire_deadline = loop.time() + self.limits.acquire_timeout_seconds
         self._fail_fast_if_down()
         await self._admit(acquire_deadline)
         started = loop.time()
-        try:
-            self._fail_fast_if_down()
-            return await self._run_admitted(sql, limit, acquire_deadline)
-        finally:
+
+        def leave() -> None:
             self.admission.leave()
             self._observe(loop.time() - started)
             self.touch()
+
+        try:
+            self._fail_fast_if_down()
+            source = self._open_batches(sql, acquire_deadline)
+        except BaseException:
+            leave()
+            raise
+        if source is None:
+            try:
+                return await self._run_admitted(sql, limit, acquire_deadline)
+            finally:
+                leave()
+        return await collect(source, limit, threshold, leave)
 
     async def acquire(self, deadline: float) -> Any:
         """A pooled connection, with the pool's failures made client-safe."""

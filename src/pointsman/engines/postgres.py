@@ -28,8 +28,9 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 from psycopg.types.string import TextLoader
 
 from pointsman.engines import failures
-from pointsman.engines.base import Engine, split_rows
-from pointsman.engines.spec import Column, ConnectionSpec, QueryResult
+from pointsman.engines.base import Engine
+from pointsman.engines.spec import Column, ConnectionSpec
+from pointsman.engines.streams import Batches
 
 logger = logging.getLogger(__name__)
 
@@ -157,55 +158,74 @@ class PostgresEngine(Engine):
 
     # -- running -------------------------------------------------------------------
 
-    async def _run_admitted(
-        self, sql: str, limit: int | None, acquire_deadline: float
-    ) -> QueryResult:
+    def _open_batches(self, sql: str, acquire_deadline: float) -> Batches:
+        return self._batches(sql, acquire_deadline)
+
+    async def _batches(self, sql: str, acquire_deadline: float) -> Batches:
+        """Rows in batches of ``STREAM_CHUNK_ROWS`` from one pooled session,
+        given back (reset) when the generator closes; closing early cancels
+        the rest of the statement on the server."""
         conn = await self.acquire(acquire_deadline)
+        deadline = asyncio.get_running_loop().time() + (
+            self.spec.query_timeout_seconds + CLIENT_GRACE_SECONDS
+        )
+        self.counters["queries"] += 1
         try:
-            return await self._run_within_timeout(conn, sql, limit)
+            async with conn.cursor() as cursor:
+                size = (
+                    STREAM_CHUNK_ROWS
+                    if psycopg.capabilities.has_stream_chunked()
+                    else 1
+                )
+                rows = cast(AsyncGenerator[Any, None], cursor.stream(sql, size=size))
+                async with aclosing(rows):
+                    first, done = True, False
+                    while not done:
+                        batch, done = await self._next_batch(rows, deadline)
+                        if batch or first:
+                            yield _columns(cursor.description), batch
+                        first = False
         finally:
             await self._give_back(conn)
 
-    async def _run_within_timeout(
-        self, conn: AsyncConnection[Any], sql: str, limit: int | None
-    ) -> QueryResult:
-        deadline = asyncio.timeout(
-            self.spec.query_timeout_seconds + CLIENT_GRACE_SECONDS
-        )
+    async def _next_batch(
+        self, rows: AsyncGenerator[Any, None], deadline: float
+    ) -> tuple[list[tuple[Any, ...]], bool]:
+        """Up to ``STREAM_CHUNK_ROWS`` rows, and whether they were the last
+        (a statement without a result set, such as DDL, has none)."""
+        batch: list[tuple[Any, ...]] = []
+        timeout = asyncio.timeout_at(deadline)
         try:
-            async with deadline:
-                return await self._run_on(conn, sql, limit)
+            async with timeout:
+                async for row in rows:
+                    batch.append(row)
+                    if len(batch) >= STREAM_CHUNK_ROWS:
+                        return batch, False
         except TimeoutError as exc:
-            if not deadline.expired():
+            if not timeout.expired():
                 raise
             self.counters["queryTimeouts"] += 1
             logger.warning("cancelled a query past its timeout on %s", self.spec)
             raise failures.timed_out(self.spec) from exc
-
-    async def _run_on(
-        self, conn: AsyncConnection[Any], sql: str, limit: int | None
-    ) -> QueryResult:
-        try:
-            return await self._fetch(conn, sql, limit)
         except psycopg.errors.QueryCanceled as exc:
             if "statement timeout" not in str(exc):
                 raise _query_error(self.spec, exc) from exc
             self.counters["queryTimeouts"] += 1
             logger.warning("statement_timeout cancelled a query on %s", self.spec)
             raise failures.timed_out(self.spec) from exc
+        except (psycopg.ProgrammingError, psycopg.InternalError) as exc:
+            if not _without_result_set(exc):
+                raise self._failed(exc) from exc
         except psycopg.Error as exc:
-            if _connection_lost(exc):
-                self.connection_lost()
-            else:
-                self.counters["queryFailures"] += 1
-            raise _query_error(self.spec, exc) from exc
+            raise self._failed(exc) from exc
+        return batch, True
 
-    async def _fetch(
-        self, conn: AsyncConnection[Any], query: str, limit: int | None
-    ) -> QueryResult:
-        self.counters["queries"] += 1
-        async with conn.cursor() as cursor:
-            return await _stream(cursor, query, limit)
+    def _failed(self, exc: psycopg.Error) -> Exception:
+        if _connection_lost(exc):
+            self.connection_lost()
+        else:
+            self.counters["queryFailures"] += 1
+        return _query_error(self.spec, exc)
 
 
 def session_settings(spec: ConnectionSpec) -> SQL | Composed:
@@ -277,35 +297,6 @@ async def _reset(conn: AsyncConnection[Any], reset_sql: Composed) -> bool:
     return conn.pgconn.transaction_status == TransactionStatus.IDLE
 
 
-async def _stream(
-    cursor: psycopg.AsyncCursor[Any], query: str, limit: int | None
-) -> QueryResult:
-    """Fetch all rows, or ``limit + 1``; leaving early cancels the rest.
-
-    ``stream()`` always uses the extended query protocol, so the server
-    refuses a string holding several statements instead of running them all.
-    """
-    wanted = STREAM_CHUNK_ROWS if limit is None else min(limit + 1, STREAM_CHUNK_ROWS)
-    size = wanted if psycopg.capabilities.has_stream_chunked() else 1
-    rows: list[tuple[Any, ...]] = []
-    description = None
-    stream = cast(AsyncGenerator[Any, None], cursor.stream(query, size=size))
-    try:
-        async with aclosing(stream):
-            async for row in stream:
-                description = description or cursor.description
-                rows.append(row)
-                if limit is not None and len(rows) > limit:
-                    break
-    except (psycopg.ProgrammingError, psycopg.InternalError) as exc:
-        if not _without_result_set(exc):
-            raise
-        # A statement without a result set (DDL, SET, INSERT): it ran.
-        return QueryResult(columns=[], rows=[])
-    kept, truncated = split_rows(rows, limit)
-    return _result(description or cursor.description, kept, truncated=truncated)
-
-
 def _without_result_set(exc: psycopg.Error) -> bool:
     """stream()'s complaint about a statement that returned no rows at all,
     or about a query holding only comments: psycopg's own, not the server's."""
@@ -317,17 +308,11 @@ def _without_result_set(exc: psycopg.Error) -> bool:
     return type(exc) is psycopg.InternalError and "EMPTY_QUERY" in message
 
 
-def _result(
-    description: list[psycopg.Column] | None,
-    rows: list[tuple[Any, ...]],
-    *,
-    truncated: bool,
-) -> QueryResult:
-    columns = [
+def _columns(description: list[psycopg.Column] | None) -> list[Column]:
+    return [
         Column(d.name, arrow_type(d.type_code, d.precision, d.scale))
         for d in description or []
     ]
-    return QueryResult(columns=columns, rows=rows, truncated=truncated)
 
 
 def _connection_lost(exc: psycopg.Error) -> bool:

@@ -20,6 +20,7 @@ from pointsman.engines.base import (
 )
 from pointsman.engines.pool import ConnectionBudget
 from pointsman.engines.spec import ConnectionSpec, QueryResult
+from pointsman.engines.streams import RowStream
 from pointsman.errors import EngineError, MissingDriverError
 
 logger = logging.getLogger(__name__)
@@ -156,6 +157,25 @@ class EngineRegistry:
                 return await self._engine_for(spec).run(sql, limit=limit)
             except EngineRetired:
                 # Replaced while the query waited: the new settings serve it.
+                continue
+        raise failures.closed(spec)
+
+    async def stream(
+        self,
+        spec: ConnectionSpec,
+        sql: str,
+        *,
+        limit: int | None = None,
+        threshold: int | None = None,
+    ) -> QueryResult | RowStream:
+        """Like :meth:`run`, but a result of more than ``threshold`` rows is an
+        open :class:`RowStream` (on drivers that can stream) that the caller
+        reads and must close."""
+        for _ in range(RETIRED_RETRIES):
+            try:
+                engine = self._engine_for(spec)
+                return await engine.stream(sql, limit=limit, threshold=threshold)
+            except EngineRetired:
                 continue
         raise failures.closed(spec)
 
