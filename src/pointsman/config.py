@@ -18,6 +18,7 @@ class Settings:
     rate_limit_per_minute: int = 600
     pool_idle_seconds: float = 300.0
     max_open_connections: int = 200
+    stream_threshold_rows: int = 10_000
 
     @classmethod
     def from_env(cls, database_url: str | None = None) -> Settings:
@@ -47,6 +48,9 @@ class Settings:
             ),
             max_open_connections=int(
                 os.environ.get("POINTSMAN_MAX_OPEN_CONNECTIONS", "200")
+            ),
+            stream_threshold_rows=int(
+                os.environ.get("POINTSMAN_STREAM_THRESHOLD_ROWS", "10000")
             ),
         )
 

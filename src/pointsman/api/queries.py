@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -14,11 +15,13 @@ from starlette.responses import Response
 from starlette.routing import Route as HttpRoute
 
 from pointsman import policy
+from pointsman.api import streaming
 from pointsman.api.auth import Caller, caller
 from pointsman.api.connections import live_connection
 from pointsman.api.http import call, dumps, read_json, respond
 from pointsman.engines import results
 from pointsman.engines.spec import QueryResult
+from pointsman.engines.streams import RowStream
 from pointsman.errors import (
     NotFound,
     PointsmanError,
@@ -73,36 +76,33 @@ def wants_plain_json(request: Request) -> bool:
 # -- running ------------------------------------------------------------------
 
 
-async def _execute(
-    who: Caller, job_id: str, runner_id: str, route: Route, request: queries.RunRequest
-) -> QueryResult:
-    services = who.services
-    started, clock = utcnow(), time.perf_counter()
-    status, error, rows = "ERROR", None, None
-    try:
-        spec = await services.specs.get(route.connection_id, who.snapshot.version)
-        result = await services.engines.run(spec, request.sql, limit=request.limit)
-        status, rows = "COMPLETE", result.row_count
-        return result
-    except PointsmanError as exc:
-        status = "TIMEOUT" if exc.status == 408 else "ERROR"
-        error = exc.detail
-        raise
-    except asyncio.CancelledError:
-        status, error = "CANCELLED", "The client went away; the statement was cancelled"
-        raise
-    finally:
-        elapsed = time.perf_counter() - clock
+class Outcome:
+    """Records how one query ended: metrics and its query-log entry, once."""
+
+    def __init__(self, who: Caller, job_id: str, runner_id: str, route: Route):
+        self._who, self._job_id, self._runner_id = who, job_id, runner_id
+        self._route = route
+        self._started, self._clock = utcnow(), time.perf_counter()
+        self._done = False
+
+    def __call__(
+        self, status: str, error: PointsmanError | None, rows: int | None
+    ) -> None:
+        if self._done:
+            return
+        self._done = True
+        services, route = self._who.services, self._route
+        elapsed = time.perf_counter() - self._clock
         services.metrics.observe(
             route.connection_id, route.source, status.lower(), elapsed
         )
         services.query_log.record(
             {
-                "id": job_id,
-                "started_at": started,
+                "id": self._job_id,
+                "started_at": self._started,
                 "duration_ms": round(elapsed * 1000, 3),
-                "user_id": runner_id,
-                "token_id": who.actor.token.id,
+                "user_id": self._runner_id,
+                "token_id": self._who.actor.token.id,
                 "base_connection_id": route.base_connection_id,
                 "connection_id": route.connection_id,
                 "connection_environment_id": route.connection_environment_id,
@@ -110,9 +110,60 @@ async def _execute(
                 "reason": route.reason,
                 "row_count": rows,
                 "status": status,
-                "error": error,
+                "error": CANCELLED if status == "CANCELLED" else _detail(error),
             }
         )
+
+
+CANCELLED = "The client went away; the statement was cancelled"
+
+
+def _detail(error: PointsmanError | None) -> str | None:
+    return None if error is None else error.detail
+
+
+def _status_of(error: PointsmanError) -> str:
+    return "TIMEOUT" if error.status == 408 else "ERROR"
+
+
+async def _execute(
+    who: Caller,
+    jobs: Jobs,
+    job_id: str,
+    runner_id: str,
+    route: Route,
+    request: queries.RunRequest,
+) -> QueryResult | RowStream:
+    """Run the query. A result longer than the stream threshold comes back
+    open, for the response to stream (and record when it ends), unless no
+    response waits for it any more."""
+    services = who.services
+    outcome = Outcome(who, job_id, runner_id, route)
+    try:
+        spec = await services.specs.get(route.connection_id, who.snapshot.version)
+        result = await services.engines.stream(
+            spec,
+            request.sql,
+            limit=request.limit,
+            threshold=services.settings.stream_threshold_rows,
+        )
+        if isinstance(result, RowStream):
+            job = jobs.get(job_id)
+            if job is not None and not job.detached:
+                job.finish = outcome
+                return result
+            result = await result.read_all()
+    except PointsmanError as exc:
+        outcome(_status_of(exc), exc, None)
+        raise
+    except asyncio.CancelledError:
+        outcome("CANCELLED", None, None)
+        raise
+    except BaseException:
+        outcome("ERROR", PointsmanError(), None)
+        raise
+    outcome("COMPLETE", None, result.row_count)
+    return result
 
 
 def job_line(job: Job) -> dict[str, Any]:
@@ -127,6 +178,7 @@ def job_line(job: Job) -> dict[str, Any]:
         line.update(status="ERROR", error=error.body())
         return line
     result = job.task.result()
+    assert isinstance(result, QueryResult), "a detached job reads its rows"
     line.update(
         status="COMPLETE",
         summary={
@@ -149,6 +201,11 @@ async def encode_line(job: Job) -> dict[str, Any]:
     if job.error() is not None or job.task.result().row_count <= INLINE_ENCODE_ROWS:
         return job_line(job)
     return await call(job_line, job)
+
+
+def _row_count(job: Job) -> int:
+    result = job.task.result()
+    return result.row_count if isinstance(result, QueryResult) else 0
 
 
 def _encode(result: QueryResult, result_type: str | None) -> Any:
@@ -220,7 +277,7 @@ async def run_query(request: Request) -> Response:
         route=route,
         sql=run.sql,
         result_type=run.result_type,
-        work=lambda: _execute(who, job_id, runner.user.id, route, run),
+        work=lambda: _execute(who, jobs, job_id, runner.user.id, route, run),
     )
     wait = run.wait_seconds
     if wait is None:
@@ -230,13 +287,18 @@ async def run_query(request: Request) -> Response:
         job.task.cancel()
         jobs.discard(job.id)
         return Response(status_code=499)
+    raw = streaming.raw_type(request.headers.get("accept", ""))
     if not job.task.done():
-        return _still_running(job, plain)
+        job.detached = True
+        return _still_running(job, plain or raw is not None)
     jobs.discard(job.id)
     error = job.error()
     if error is not None:
         consume_result(job)
         raise error
+    result = job.task.result()
+    if raw is not None or isinstance(result, RowStream):
+        return _streamed(job, result, raw, plain)
     line = await encode_line(job)
     if plain:
         response: Response = respond({"completedQueries": [line], "jobIds": []})
@@ -244,6 +306,53 @@ async def run_query(request: Request) -> Response:
         return response
     submitted = {"jobs_submitted": {job.id: job.client_result_id}}
     return ndjson([submitted, line, footer([])], route)
+
+
+def _ignore(status: str, error: PointsmanError | None, rows: int) -> None:
+    """A result read whole was recorded when the job ended."""
+
+
+def _streamed(
+    job: Job, result: QueryResult | RowStream, raw: str | None, plain: bool
+) -> Response:
+    """The result written as it is read: raw CSV or Arrow, or the §7 job line."""
+    finish = job.finish or _ignore
+    headers = {
+        "X-Pointsman-Connection-Id": job.route.connection_id,
+        "X-Pointsman-Job-Id": job.id,
+    }
+    if raw == streaming.CSV:
+        body = streaming.raw_csv(result, finish)
+        return streaming.BodyStream(body, "text/csv; charset=utf-8", headers)
+    if raw == streaming.ARROW_STREAM:
+        body = streaming.raw_arrow(result, finish)
+        return streaming.BodyStream(body, streaming.ARROW_STREAM, headers)
+    head = {
+        "job_id": job.id,
+        "client_result_id": job.client_result_id,
+        "route": job.route.as_dict(),
+    }
+    line = streaming.job_line(head, job.sql, result, job.result_type, finish)
+    if plain:
+        body = _wrapped(b'{"completedQueries":[', line, b'],"jobIds":[]}')
+        return streaming.BodyStream(body, "application/json", headers)
+    submitted = dumps({"jobs_submitted": {job.id: job.client_result_id}}) + b"\n"
+    end = b"\n" + dumps(footer([])) + b"\n"
+    return streaming.BodyStream(_wrapped(submitted, line, end), NDJSON, headers)
+
+
+async def _wrapped(
+    before: bytes, body: AsyncIterator[bytes], after: bytes
+) -> AsyncIterator[bytes]:
+    yield before
+    try:
+        async for chunk in body:
+            yield chunk
+    finally:
+        aclose = getattr(body, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    yield after
 
 
 async def _client_left_first(request: Request, job: Job, wait: float) -> bool:

@@ -43,6 +43,11 @@ class RowStream:
         self._limit = limit
         self._on_close: Callable[[], None] | None = on_close
 
+    @property
+    def first_rows(self) -> list[tuple[Any, ...]]:
+        """The rows fetched so far (before :meth:`batches` is read)."""
+        return self._first
+
     async def batches(self) -> AsyncIterator[list[tuple[Any, ...]]]:
         """The rows, batch by batch, cut at ``limit`` (which sets ``truncated``)."""
         pending: list[tuple[Any, ...]] | None = self._first
@@ -62,6 +67,16 @@ class RowStream:
                 pending = batch
                 break
         # The source ran dry: a limit reached exactly is no cut.
+
+    async def read_all(self) -> QueryResult:
+        """The rest of the rows in memory, and the stream closed."""
+        rows: list[tuple[Any, ...]] = []
+        try:
+            async for batch in self.batches():
+                rows.extend(batch)
+        finally:
+            await self.aclose()
+        return QueryResult(self.columns, rows, truncated=self.truncated)
 
     async def aclose(self) -> None:
         """Give the connection back (cancelling what is left on the server)."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pointsman.engines.spec import QueryResult
+from pointsman.engines.streams import RowStream
 from pointsman.errors import PointsmanError
 from pointsman.routing.resolver import Route
 
@@ -28,9 +29,14 @@ class Job:
     route: Route
     sql: str
     result_type: str | None
-    task: asyncio.Task[QueryResult]
+    task: asyncio.Task[QueryResult | RowStream]
     client_result_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     finished_at: float | None = None
+    # Set when no response waits for the job any more: a result too large to
+    # stream is then read into memory, for query/wait to collect.
+    detached: bool = False
+    # Records how a streamed result ended (status, error, rows sent).
+    finish: Callable[[str, PointsmanError | None, int], None] | None = None
 
     def error(self) -> PointsmanError | None:
         if not self.task.done() or self.task.cancelled():
@@ -58,7 +64,7 @@ class Jobs:
         route: Route,
         sql: str,
         result_type: str | None,
-        work: Callable[[], Awaitable[QueryResult]],
+        work: Callable[[], Awaitable[QueryResult | RowStream]],
     ) -> Job:
         self._forget_old()
         task = asyncio.get_running_loop().create_task(self._run(job_id, work))
@@ -67,8 +73,8 @@ class Jobs:
         return job
 
     async def _run(
-        self, job_id: str, work: Callable[[], Awaitable[QueryResult]]
-    ) -> QueryResult:
+        self, job_id: str, work: Callable[[], Awaitable[QueryResult | RowStream]]
+    ) -> QueryResult | RowStream:
         try:
             return await work()
         finally:

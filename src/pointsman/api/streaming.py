@@ -1,0 +1,398 @@
+"""Result bodies written batch by batch, so that a large result never sits
+whole in the server's memory.
+
+Three shapes: the raw CSV and raw Arrow IPC streams (``Accept: text/csv`` or
+``application/vnd.apache.arrow.stream``, an extension), and the job line of
+spec §7 whose ``result`` value is written as it is produced. In the job line
+``status`` and ``summary`` come after ``result`` (JSON objects are unordered;
+the row count is known only at the end), so that a failure part-way still
+ends the line as a valid ``"status": "ERROR"`` job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import csv
+import io
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import suppress
+from typing import Any
+
+import orjson
+import pyarrow as pa
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+
+from pointsman.api.http import dumps
+from pointsman.engines import results
+from pointsman.engines.spec import Column, QueryResult
+from pointsman.engines.streams import RowStream
+from pointsman.errors import PointsmanError
+
+log = logging.getLogger(__name__)
+
+CSV = "text/csv"
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+RAW_TYPES = (CSV, ARROW_STREAM)
+
+Result = QueryResult | RowStream
+# Called once when a result has been sent (or failed): status, error, rows.
+Finish = Callable[[str, PointsmanError | None, int], None]
+
+
+def raw_type(accept: str) -> str | None:
+    """The raw stream a client asked for in ``Accept``, if any."""
+    kinds = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+    for kind in RAW_TYPES:
+        if kind in kinds:
+            return kind
+    return None
+
+
+# -- reading ------------------------------------------------------------------
+
+
+async def row_batches(result: Result) -> AsyncIterator[list[tuple[Any, ...]]]:
+    if isinstance(result, QueryResult):
+        if result.rows:
+            yield result.rows
+        return
+    async for batch in result.batches():
+        yield batch
+
+
+async def close(result: Result) -> None:
+    if isinstance(result, RowStream):
+        await result.aclose()
+
+
+# -- encoders -----------------------------------------------------------------
+
+
+class CsvEncoder:
+    """CSV text: the header, then rows (NULL is an empty field)."""
+
+    def __init__(self, columns: list[Column]) -> None:
+        self._out = io.StringIO()
+        self._writer = csv.writer(self._out)
+        self._writer.writerow(column.name for column in columns)
+
+    def rows(self, batch: list[tuple[Any, ...]]) -> str:
+        self._writer.writerows(
+            [results._csv_field(value) for value in row] for row in batch
+        )
+        return self._take()
+
+    def header(self) -> str:
+        return self._take()
+
+    def _take(self) -> str:
+        text = self._out.getvalue()
+        self._out.seek(0)
+        self._out.truncate()
+        return text
+
+
+class _Chunks:
+    """A write-only file that keeps what pyarrow writes until it is taken."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: Any) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self.closed = True
+
+    def take(self) -> bytes:
+        data, self.parts = b"".join(self.parts), []
+        return data
+
+
+class ArrowEncoder:
+    """An Arrow IPC stream, one record batch per batch of rows.
+
+    The schema is fixed by the first batch (the declared column types, or
+    ``string`` where its values did not fit them); later batches are
+    converted to it, as text where the schema says ``string``.
+    """
+
+    def __init__(self, columns: list[Column], first: list[tuple[Any, ...]]) -> None:
+        table = results.to_arrow_table(QueryResult(columns, first))
+        self._schema = table.schema
+        self._sink = _Chunks()
+        self._writer = pa.ipc.new_stream(self._sink, self._schema)
+        self._pending = table
+
+    def rows(self, batch: list[tuple[Any, ...]]) -> bytes:
+        # The first batch is the first rows, unless a limit cut it shorter.
+        table, self._pending = self._pending, None
+        if table is None or table.num_rows != len(batch):
+            table = self._table(batch)
+        self._writer.write_table(table)
+        return self._sink.take()
+
+    def header(self) -> bytes:
+        return self._sink.take()
+
+    def finish(self) -> bytes:
+        self._writer.close()
+        return self._sink.take()
+
+    def _table(self, batch: list[tuple[Any, ...]]) -> pa.Table:
+        columns = list(zip(*batch, strict=True))
+        arrays = []
+        for field, values in zip(self._schema, columns, strict=True):
+            try:
+                arrays.append(pa.array(values, type=field.type))
+            except results._ARROW_FAILURES:
+                if field.type != pa.string():
+                    raise PointsmanError(
+                        f"Column {field.name} holds a value that is not "
+                        f"{field.type} past the first rows",
+                        status=400,
+                    ) from None
+                texts = [results._text(value) for value in values]
+                arrays.append(pa.array(texts, type=pa.string()))
+        return pa.Table.from_arrays(arrays, schema=self._schema)
+
+
+class Base64Text:
+    """Base64 of a byte stream, written as it comes (whole 3-byte groups)."""
+
+    def __init__(self) -> None:
+        self._carry = b""
+
+    def feed(self, data: bytes) -> bytes:
+        data = self._carry + data
+        cut = len(data) - len(data) % 3
+        self._carry = data[cut:]
+        return base64.b64encode(data[:cut])
+
+    def finish(self) -> bytes:
+        carry, self._carry = self._carry, b""
+        return base64.b64encode(carry)
+
+
+def _first_rows(result: Result) -> list[tuple[Any, ...]]:
+    """The rows the schema is taken from (without consuming them)."""
+    if isinstance(result, QueryResult):
+        return result.rows
+    return result.first_rows
+
+
+# -- raw bodies ---------------------------------------------------------------
+
+
+async def raw_csv(result: Result, finish: Finish) -> AsyncIterator[bytes]:
+    async def body() -> AsyncIterator[bytes]:
+        encoder = CsvEncoder(result.columns)
+        yield encoder.header().encode()
+        async for batch in row_batches(result):
+            yield encoder.rows(batch).encode()
+
+    async for chunk in _finishing(result, body(), finish):
+        yield chunk
+
+
+async def raw_arrow(result: Result, finish: Finish) -> AsyncIterator[bytes]:
+    async def body() -> AsyncIterator[bytes]:
+        encoder = ArrowEncoder(result.columns, _first_rows(result))
+        yield encoder.header()
+        async for batch in row_batches(result):
+            yield encoder.rows(batch)
+        yield encoder.finish()
+
+    async for chunk in _finishing(result, body(), finish):
+        yield chunk
+
+
+async def _finishing(
+    result: Result, body: AsyncIterator[bytes], finish: Finish
+) -> AsyncIterator[bytes]:
+    """``body``, then the result closed and the outcome recorded. A failure
+    part-way is re-raised: the response is cut off, which the client sees
+    as an incomplete body."""
+    status, error = "ERROR", None
+    try:
+        async for chunk in body:
+            yield chunk
+        status = "COMPLETE"
+    except PointsmanError as exc:
+        status, error = _status_of(exc), exc
+        raise
+    except asyncio.CancelledError:
+        status = "CANCELLED"
+        raise
+    finally:
+        await _close_quietly(result)
+        finish(status, error, result.row_count)
+
+
+# -- the job line -------------------------------------------------------------
+
+
+async def job_line(
+    head: dict[str, Any],
+    display_sql: str,
+    result: Result,
+    result_type: str | None,
+    finish: Finish,
+) -> AsyncIterator[bytes]:
+    """One job line of spec §7 (without the newline), ``result`` written
+    batch by batch: a JSON array of rows, a CSV string, or base64 Arrow."""
+    yield dumps(head)[:-1] + b',"result":'
+    status, error = "ERROR", None
+    try:
+        if result_type == "json":
+            async for chunk in _json_rows(result):
+                yield chunk
+        elif result_type == "csv":
+            async for chunk in _csv_string(result):
+                yield chunk
+        else:
+            async for chunk in _arrow_string(result):
+                yield chunk
+        status = "COMPLETE"
+    except PointsmanError as exc:
+        status, error = _status_of(exc), exc
+        yield b"]" if result_type == "json" else b'"'
+    except asyncio.CancelledError:
+        status = "CANCELLED"
+        raise
+    finally:
+        await _close_quietly(result)
+        finish(status, error, result.row_count)
+    tail: dict[str, Any] = {
+        "status": "COMPLETE" if error is None else "ERROR",
+        "summary": {
+            "display_sql": display_sql,
+            "fields": [{"name": c.name, "type": c.type} for c in result.columns],
+            "row_count": result.row_count,
+            "truncated": result.truncated,
+        },
+    }
+    if error is not None:
+        tail["error"] = error.body()
+    yield b"," + dumps(tail)[1:]
+
+
+async def _json_rows(result: Result) -> AsyncIterator[bytes]:
+    yield b"["
+    separator = b""
+    async for batch in row_batches(result):
+        rows = results.to_json_rows(QueryResult(result.columns, batch))
+        yield separator + orjson.dumps(rows)[1:-1]
+        separator = b","
+    yield b"]"
+
+
+async def _csv_string(result: Result) -> AsyncIterator[bytes]:
+    yield b'"'
+    encoder = CsvEncoder(result.columns)
+    yield _json_string_body(encoder.header())
+    async for batch in row_batches(result):
+        yield _json_string_body(encoder.rows(batch))
+    yield b'"'
+
+
+async def _arrow_string(result: Result) -> AsyncIterator[bytes]:
+    yield b'"'
+    encoder = ArrowEncoder(result.columns, _first_rows(result))
+    text = Base64Text()
+    yield text.feed(encoder.header())
+    async for batch in row_batches(result):
+        yield text.feed(encoder.rows(batch))
+    yield text.feed(encoder.finish()) + text.finish() + b'"'
+
+
+def _json_string_body(text: str) -> bytes:
+    """``text`` escaped for the inside of a JSON string."""
+    return orjson.dumps(text)[1:-1]
+
+
+def _status_of(error: PointsmanError) -> str:
+    return "TIMEOUT" if error.status == 408 else "ERROR"
+
+
+async def _close_quietly(result: Result) -> None:
+    try:
+        await close(result)
+    except Exception:
+        log.warning("closing a result stream failed", exc_info=False)
+
+
+# -- the response -------------------------------------------------------------
+
+
+class BodyStream(Response):
+    """A response written from an async iterator of bytes.
+
+    Unlike Starlette's streaming response, the iterator is always closed
+    before this returns, the client going away cancels the writing (so the
+    statement behind it is cancelled), and a failure part-way ends the
+    response without completing it (the client sees a cut-off body).
+    """
+
+    def __init__(
+        self,
+        body: AsyncIterator[bytes],
+        media_type: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(None, media_type=media_type, headers=headers)
+        del self.headers["content-length"]
+        self._body = body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sender = asyncio.ensure_future(self._send_all(send))
+        watcher = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await asyncio.wait({sender, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+            if not sender.done():
+                sender.cancel()
+            with suppress(asyncio.CancelledError):
+                await sender
+
+    async def _send_all(self, send: Send) -> None:
+        body = self._body
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            async for chunk in body:
+                if chunk:
+                    await send(
+                        {"type": "http.response.body", "body": chunk, "more_body": True}
+                    )
+            await send({"type": "http.response.body", "body": b""})
+        except PointsmanError as exc:
+            log.warning("a result stream ended early: %s", exc.detail)
+        except OSError:
+            log.info("the client went away during a result stream")
+        finally:
+            aclose = getattr(body, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+async def _disconnected(receive: Receive) -> None:
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            return

@@ -1,0 +1,247 @@
+"""Results past the stream threshold are written batch by batch (spec §7
+wire format), raw CSV and Arrow streams on request, limits cut on the
+database side, failures part-way reported in the job line, and the
+connection given back either way. On PostgreSQL, with a low threshold."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import orjson
+import pyarrow.ipc
+import pytest
+
+from pointsman.services.container import Services
+
+pytestmark = pytest.mark.anyio
+
+THRESHOLD = 100
+
+
+def series(rows: int) -> str:
+    """Rows made one at a time (generate_series in FROM would make them all
+    before sending the first)."""
+    made = f"select generate_series(1, {rows}) as n"
+    return f"select n, 'row ' || n as label from ({made}) s"
+
+
+@pytest.fixture
+async def connection_id(
+    api: httpx.AsyncClient,
+    services: Services,
+    postgres_admin_params: Any,
+    make_postgres_database: Callable[[], str],
+) -> str:
+    services.settings = services.settings.with_overrides(
+        stream_threshold_rows=THRESHOLD
+    )
+    params = postgres_admin_params
+    body = {
+        "dialect": "postgres",
+        "name": "streamed",
+        "host": params.host,
+        "port": params.port,
+        "database": make_postgres_database(),
+        "username": params.user,
+        "passwordUnencrypted": params.password or "unused-by-trust-auth",
+    }
+    response = await api.post("/api/v1/connections", json=body)
+    assert response.status_code == 201, response.text
+    return str(response.json()["data"])
+
+
+async def run(
+    api: httpx.AsyncClient,
+    connection_id: str,
+    sql: str,
+    *,
+    accept: str | None = None,
+    limit: int | None = None,
+    **fields: Any,
+) -> httpx.Response:
+    query: dict[str, Any] = {"connectionId": connection_id, "sql": sql}
+    if limit is not None:
+        query["limit"] = limit
+    headers = {"Accept": accept} if accept else {}
+    return await api.post(
+        "/api/v1/query/run", json={"query": query, **fields}, headers=headers
+    )
+
+
+def lines_of(response: httpx.Response) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in response.content.splitlines() if line]
+
+
+def arrow_rows(job: dict[str, Any]) -> list[dict[str, Any]]:
+    table = pyarrow.ipc.open_stream(base64.b64decode(job["result"])).read_all()
+    return table.to_pylist()
+
+
+def expected(rows: int) -> list[dict[str, Any]]:
+    return [{"n": n, "label": f"row {n}"} for n in range(1, rows + 1)]
+
+
+async def pool_in_use(api: httpx.AsyncClient, connection_id: str) -> int:
+    stats = (await api.get(f"/api/v1/connections/{connection_id}/pool")).json()
+    return int(stats["inUse"])
+
+
+async def test_a_long_result_streams_as_the_default_arrow_job_line(
+    api: httpx.AsyncClient, connection_id: str
+) -> None:
+    response = await run(api, connection_id, series(2500))
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/x-ndjson")
+    submitted, job, foot = lines_of(response)
+    assert list(submitted["jobs_submitted"]) == [job["job_id"]]
+    assert foot == {"remaining_job_ids": [], "timed_out": "false"}
+    assert job["status"] == "COMPLETE"
+    assert job["summary"]["row_count"] == 2500
+    assert job["summary"]["truncated"] is False
+    assert job["summary"]["fields"] == [
+        {"name": "n", "type": "int32"},
+        {"name": "label", "type": "string"},
+    ]
+    assert job["route"]["connectionId"] == connection_id
+    assert arrow_rows(job) == expected(2500)
+    assert await pool_in_use(api, connection_id) == 0
+
+
+@pytest.mark.parametrize("result_type", ["json", "csv"])
+async def test_a_long_result_streams_as_json_rows_and_csv_text(
+    api: httpx.AsyncClient, connection_id: str, result_type: str
+) -> None:
+    response = await run(api, connection_id, series(1234), resultType=result_type)
+    job = lines_of(response)[1]
+    assert job["summary"]["row_count"] == 1234
+    if result_type == "json":
+        assert job["result"] == expected(1234)
+    else:
+        records = list(csv.DictReader(io.StringIO(job["result"])))
+        assert [(int(r["n"]), r["label"]) for r in records] == [
+            (n, f"row {n}") for n in range(1, 1235)
+        ]
+
+
+async def test_the_json_only_shape_streams_too(
+    api: httpx.AsyncClient, connection_id: str
+) -> None:
+    response = await run(api, connection_id, series(500), accept="application/json")
+    body = response.json()
+    assert body["jobIds"] == []
+    [job] = body["completedQueries"]
+    assert job["summary"]["row_count"] == 500
+    assert arrow_rows(job) == expected(500)
+
+
+@pytest.mark.parametrize("rows", [5, 2500])
+async def test_accept_text_csv_returns_the_raw_csv(
+    api: httpx.AsyncClient, connection_id: str, rows: int
+) -> None:
+    response = await run(api, connection_id, series(rows), accept="text/csv")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/csv; charset=utf-8"
+    assert response.headers["x-pointsman-connection-id"] == connection_id
+    records = list(csv.reader(io.StringIO(response.text)))
+    assert records[0] == ["n", "label"]
+    assert records[1:] == [[str(n), f"row {n}"] for n in range(1, rows + 1)]
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        pytest.param(
+            0,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="psycopg's stream() drops the column description of a "
+                "result without rows, so an empty PostgreSQL result has no columns",
+            ),
+        ),
+        5,
+        2500,
+    ],
+)
+async def test_accept_arrow_stream_returns_the_raw_ipc_stream(
+    api: httpx.AsyncClient, connection_id: str, rows: int
+) -> None:
+    accept = "application/vnd.apache.arrow.stream"
+    response = await run(api, connection_id, series(rows), accept=accept)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == accept
+    table = pyarrow.ipc.open_stream(response.content).read_all()
+    assert table.column_names == ["n", "label"]
+    assert table.to_pylist() == expected(rows)
+
+
+@pytest.mark.parametrize(
+    ("rows", "limit", "kept", "truncated"),
+    [
+        (2500, 1500, 1500, True),  # cut while streaming
+        (2500, 2500, 2500, False),  # reached exactly: not a cut
+        (2500, 50, 50, True),  # cut below the threshold
+        (10**9, 300, 300, True),  # the database stops: a billion rows are not made
+    ],
+)
+async def test_limit_is_honoured_while_streaming(
+    api: httpx.AsyncClient,
+    connection_id: str,
+    rows: int,
+    limit: int,
+    kept: int,
+    truncated: bool,
+) -> None:
+    response = await run(api, connection_id, series(rows), limit=limit)
+    job = lines_of(response)[1]
+    assert job["summary"]["row_count"] == kept
+    assert job["summary"]["truncated"] is truncated
+    assert arrow_rows(job) == expected(kept)
+    assert await pool_in_use(api, connection_id) == 0
+
+
+async def test_a_failure_part_way_ends_the_job_line_as_an_error(
+    api: httpx.AsyncClient, connection_id: str
+) -> None:
+    sql = "select g as n, 1 / (g - 4000) as boom from generate_series(1, 5000) g"
+    response = await run(api, connection_id, sql, resultType="json")
+    assert response.status_code == 200
+    submitted, job, foot = lines_of(response)
+    assert job["status"] == "ERROR"
+    assert job["error"]["status"] == 400
+    assert "division by zero" in job["error"]["detail"]
+    assert foot["timed_out"] == "false"
+    assert await pool_in_use(api, connection_id) == 0
+    log = (await api.get("/api/v1/query/log")).json()["records"]
+    assert log[0]["status"] == "ERROR"
+    assert "division by zero" in log[0]["error"]
+
+
+async def test_a_streamed_query_is_logged_with_its_row_count(
+    api: httpx.AsyncClient, connection_id: str
+) -> None:
+    await run(api, connection_id, series(777))
+    log = (await api.get("/api/v1/query/log")).json()["records"]
+    assert log[0]["rowCount"] == 777
+    assert log[0]["status"] == "COMPLETE"
+    assert log[0]["connectionId"] == connection_id
+
+
+async def test_a_long_result_left_running_is_collected_by_query_wait(
+    api: httpx.AsyncClient, connection_id: str
+) -> None:
+    sql = "select g as n, 'row ' || g as label from generate_series(1, 900) g, "
+    sql += "pg_sleep(0.5)"
+    first = await run(api, connection_id, sql, waitSeconds=0)
+    foot = lines_of(first)[-1]
+    assert foot["timed_out"] == "true"
+    [job_id] = foot["remaining_job_ids"]
+    waited = await api.get("/api/v1/query/wait", params={"jobIds": job_id})
+    job = lines_of(waited)[0]
+    assert job["status"] == "COMPLETE"
+    assert arrow_rows(job) == expected(900)
+    assert await pool_in_use(api, connection_id) == 0
