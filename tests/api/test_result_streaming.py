@@ -8,12 +8,14 @@ from __future__ import annotations
 import base64
 import csv
 import io
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import orjson
 import pyarrow.ipc
+import pymysql
 import pytest
 
 from pointsman.services.container import Services
@@ -245,3 +247,65 @@ async def test_a_long_result_left_running_is_collected_by_query_wait(
     assert job["status"] == "COMPLETE"
     assert arrow_rows(job) == expected(900)
     assert await pool_in_use(api, connection_id) == 0
+
+
+@pytest.fixture
+def mariadb_account(
+    mysql_admin_params: Any, make_mysql_database: Callable[[], str]
+) -> Iterator[tuple[str, str, str]]:
+    """A database and an account with a password on it: (database, user, pw)."""
+    params = mysql_admin_params
+    database, user = make_mysql_database(), f"psm_{uuid.uuid4().hex[:10]}"
+    password = uuid.uuid4().hex
+    admin = pymysql.connect(
+        host=params.host, port=params.port, user=params.user, password=params.password
+    )
+    with admin.cursor() as cursor:
+        cursor.execute(f"create user '{user}'@'%' identified by '{password}'")
+        cursor.execute(f"grant all on `{database}`.* to '{user}'@'%'")
+    yield database, user, password
+    with admin.cursor() as cursor:
+        cursor.execute(f"drop user if exists '{user}'@'%'")
+    admin.close()
+
+
+@pytest.fixture
+async def mariadb_connection_id(
+    api: httpx.AsyncClient,
+    services: Services,
+    mysql_admin_params: Any,
+    mariadb_account: tuple[str, str, str],
+) -> str:
+    services.settings = services.settings.with_overrides(
+        stream_threshold_rows=THRESHOLD
+    )
+    database, user, password = mariadb_account
+    body = {
+        "dialect": "mariadb",
+        "name": "streamed maria",
+        "host": mysql_admin_params.host,
+        "port": mysql_admin_params.port,
+        "database": database,
+        "username": user,
+        "passwordUnencrypted": password,
+    }
+    response = await api.post("/api/v1/connections", json=body)
+    assert response.status_code == 201, response.text
+    return str(response.json()["data"])
+
+
+@pytest.mark.parametrize(("limit", "kept"), [(None, 2500), (1500, 1500)])
+async def test_mariadb_results_stream_and_cut_at_the_limit(
+    api: httpx.AsyncClient, mariadb_connection_id: str, limit: int | None, kept: int
+) -> None:
+    sql = "select seq as n, concat('row ', seq) as label from seq_1_to_2500"
+    response = await run(api, mariadb_connection_id, sql, limit=limit)
+    assert response.status_code == 200, response.text
+    job = lines_of(response)[1]
+    assert job["status"] == "COMPLETE"
+    assert job["summary"]["row_count"] == kept
+    assert job["summary"]["truncated"] is (limit is not None)
+    assert arrow_rows(job) == expected(kept)
+    # The session cut short is killed, drained and pooled again.
+    again = await run(api, mariadb_connection_id, "select 7 as n", resultType="json")
+    assert lines_of(again)[1]["result"] == [{"n": 7}]

@@ -17,17 +17,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from contextlib import suppress
-from typing import Any, TypeAlias
+from typing import Any, TypeVar
 
 import aiomysql
 import pymysql
 from pymysql.constants import CLIENT
 
 from pointsman.engines import failures
-from pointsman.engines.base import Engine, split_rows
-from pointsman.engines.spec import Column, ConnectionSpec, QueryResult
+from pointsman.engines.base import Engine
+from pointsman.engines.spec import Column, ConnectionSpec
+from pointsman.engines.streams import Batches
 from pointsman.errors import DatabaseUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -68,8 +69,8 @@ _SYNTAX_ERROR = 1064
 # "... near '<the rest of the statement>' at line 1"
 _SYNTAX_ERROR_AT = re.compile(r"near '(.+)' at line \d+$", re.DOTALL)
 
-# A result, and the unbuffered cursor still holding rows past the limit.
-_Fetched: TypeAlias = tuple[QueryResult, aiomysql.SSCursor | None]
+STREAM_BATCH_ROWS = 1000
+_T = TypeVar("_T")
 
 
 def arrow_type(description: tuple[Any, ...], values: Iterable[Any]) -> str:
@@ -168,31 +169,65 @@ class MySQLEngine(Engine):
 
     # -- running -------------------------------------------------------------------
 
-    async def _run_admitted(
-        self, sql: str, limit: int | None, acquire_deadline: float
-    ) -> QueryResult:
+    def _open_batches(self, sql: str, acquire_deadline: float) -> Batches:
+        return self._batches(sql, acquire_deadline)
+
+    async def _batches(self, sql: str, acquire_deadline: float) -> Batches:
+        """Rows in batches of ``STREAM_BATCH_ROWS`` off an unbuffered cursor.
+
+        Read to its end, the session is reset and pooled again. Closed early
+        (a limit reached, the client gone), the rest of the statement is
+        killed on the server and its end read off the wire in the background
+        before the session is pooled again.
+        """
         conn = await self.acquire(acquire_deadline)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.spec.query_timeout_seconds
-        handed_off = False
+        self.counters["queries"] += 1
+        cursor: aiomysql.SSCursor | None = None
         try:
-            timeout = deadline - loop.time()
-            result, unread = await self._run_guarded(conn, sql, limit, timeout)
-            if unread is not None:
-                remaining = deadline - loop.time()
-                self.spawn(self._drain_and_release(conn, unread, remaining))
-                handed_off = True
-            return result
+            cursor = await conn.cursor(aiomysql.SSCursor)
+            await self._guarded(conn, cursor.execute(sql), deadline, sql)
+            if cursor.description is None:
+                yield [], []
+                return
+            columns: list[Column] | None = None
+            while True:
+                fetch = cursor.fetchmany(STREAM_BATCH_ROWS)
+                rows = list(await self._guarded(conn, fetch, deadline, sql))
+                if columns is None:
+                    columns = _columns(cursor.description, rows)
+                elif not rows:
+                    return
+                yield columns, rows
+                if not rows:
+                    return
+        except GeneratorExit:
+            # Closed early: the statement may still be sending rows.
+            if cursor is not None and not conn.closed:
+                self.spawn(self._stop_and_release(conn, cursor))
+                cursor = None
+                conn = None
+            raise
         finally:
-            if not handed_off:
+            # Read to its end, failed (the error ended it), or abandoned
+            # (closed): _give_back resets the session or drops it.
+            if conn is not None:
+                if cursor is not None:
+                    await _close_cursor_quietly(conn, cursor)
                 await self._give_back(conn)
 
-    async def _run_guarded(
-        self, conn: aiomysql.Connection, sql: str, limit: int | None, timeout: float
-    ) -> _Fetched:
-        """Run the statement as a task; past the timeout, kill it on the server."""
-        self.counters["queries"] += 1
-        task = asyncio.ensure_future(self._fetch(conn, sql, limit))
+    async def _guarded(
+        self,
+        conn: aiomysql.Connection,
+        step: Awaitable[_T],
+        deadline: float,
+        sql: str,
+    ) -> _T:
+        """One step of a statement as a task: past the deadline the statement
+        is killed on the server; a caller that goes away abandons it."""
+        task = asyncio.ensure_future(step)
+        timeout = deadline - asyncio.get_running_loop().time()
         try:
             done, _ = await asyncio.wait({task}, timeout=max(timeout, 0.0))
         except asyncio.CancelledError:
@@ -210,45 +245,18 @@ class MySQLEngine(Engine):
             conn.close()
             raise
 
-    async def _fetch(
-        self, conn: aiomysql.Connection, sql: str, limit: int | None
-    ) -> _Fetched:
-        if limit is None:
-            async with conn.cursor() as cursor:
-                await cursor.execute(sql)
-                rows = list(await cursor.fetchall()) if cursor.description else []
-                return _result(cursor.description, rows, truncated=False), None
-        # Unbuffered, so that only limit + 1 rows are read before we answer.
-        cursor = await conn.cursor(aiomysql.SSCursor)
-        try:
-            await cursor.execute(sql)
-            fetched = (
-                list(await cursor.fetchmany(limit + 1)) if cursor.description else []
-            )
-        except pymysql.err.Error:
-            await _close_cursor_quietly(conn, cursor)
-            raise
-        rows, truncated = split_rows(fetched, limit)
-        result = _result(cursor.description, rows, truncated=truncated)
-        if truncated:
-            return result, cursor
-        await cursor.close()
-        return result, None
-
-    async def _drain_and_release(
-        self,
-        conn: aiomysql.Connection,
-        cursor: aiomysql.SSCursor,
-        remaining: float,
+    async def _stop_and_release(
+        self, conn: aiomysql.Connection, cursor: aiomysql.SSCursor
     ) -> None:
-        """Read the rows past the limit off the wire so the link can be reused."""
+        """Kill what is left of a statement read only in part, read its end
+        off the wire, and pool the session again (or close it)."""
         try:
-            async with asyncio.timeout(max(remaining, 1.0)):
-                await cursor.close()
-        except (TimeoutError, pymysql.err.Error):
-            thread_id = conn.thread_id()
+            await kill_query(self.spec, conn.thread_id())
+            async with asyncio.timeout(KILL_GRACE_SECONDS):
+                with suppress(pymysql.err.Error):
+                    await cursor.close()
+        except (TimeoutError, OSError, RuntimeError):
             conn.close()
-            await kill_query(self.spec, thread_id)
         finally:
             await self._give_back(conn)
 
@@ -392,9 +400,14 @@ async def kill_query(spec: ConnectionSpec, thread_id: int) -> None:
 async def _close_cursor_quietly(
     conn: aiomysql.Connection, cursor: aiomysql.SSCursor
 ) -> None:
+    """Read what is left of the cursor's result off the wire (after a kill,
+    the statement's end), or close the connection if that fails."""
+    if conn.closed:
+        return
     try:
-        await cursor.close()
-    except (pymysql.err.Error, OSError, RuntimeError):
+        async with asyncio.timeout(KILL_GRACE_SECONDS):
+            await cursor.close()
+    except (TimeoutError, pymysql.err.Error, OSError, RuntimeError):
         conn.close()
 
 
@@ -405,14 +418,12 @@ async def _close_quietly(conn: aiomysql.Connection) -> None:
         conn.close()
 
 
-def _result(
-    description: tuple[tuple[Any, ...], ...] | None,
-    rows: list[tuple[Any, ...]],
-    *,
-    truncated: bool,
-) -> QueryResult:
-    columns = [
+def _columns(
+    description: tuple[tuple[Any, ...], ...], rows: list[tuple[Any, ...]]
+) -> list[Column]:
+    """Columns typed by their description (and, for text or binary, by the
+    first batch's values)."""
+    return [
         Column(str(d[0]), arrow_type(d, (row[index] for row in rows)))
-        for index, d in enumerate(description or ())
+        for index, d in enumerate(description)
     ]
-    return QueryResult(columns=columns, rows=rows, truncated=truncated)
