@@ -97,6 +97,8 @@ class EmbeddedEngine(Engine):
 
     # -- running ---------------------------------------------------------------
 
+    # TODO: implement _open_batches (fetchmany in the worker) so that large
+    # results stream here too; until then they are built in memory.
     async def _run_admitted(
         self, sql: str, limit: int | None, acquire_deadline: float
     ) -> QueryResult:
