@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, note, settings
@@ -45,8 +46,14 @@ def examples(count: int) -> settings:
     )
 
 
-def resolve(snapshot: Snapshot, user: str, base: str, branch: str | None) -> Route:
-    return resolver.resolve(
+def resolve(
+    snapshot: Snapshot,
+    user: str,
+    base: str,
+    branch: str | None,
+    decide: Callable[..., Route] = resolver.resolve,
+) -> Route:
+    return decide(
         snapshot,
         snapshot.users[user],
         snapshot.connections[base],
@@ -74,6 +81,9 @@ def test_every_route_goes_where_the_four_rules_send_it(world: World) -> None:
         got = (route.connection_id, route.connection_environment_id, route.source)
         expected = (decision.connection_id, decision.link_id, decision.source)
         assert got == expected, f"{user} on {base}, branch {branch}: {route}"
+        # A route worked out ahead is the rules' own, reason included.
+        by_rules = resolve(snapshot, user, base, branch, resolver.by_rules)
+        assert route == by_rules, f"{user} on {base}, branch {branch}: {route}"
 
 
 SENTENCE_BREAK = re.compile(r"[.!?]\s+\S|\n")

@@ -7,8 +7,11 @@ configuration version moves; nothing in it is ever mutated.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pointsman.routing.resolver import BaseRoutes
 
 SYSTEM_ATTRIBUTES = (
     "omni_user_id",
@@ -124,6 +127,11 @@ class Snapshot:
     # (user id, base id) -> picked link id, or None for the base itself
     selections: Mapping[tuple[str, str], str | None] = field(default_factory=dict)
     branches: Mapping[str, BranchInfo] = field(default_factory=dict)
+    # base id -> its routes worked out ahead by the resolver (by build_snapshot,
+    # from the fields above); a base without them is decided by the rules
+    base_routes: Mapping[str, BaseRoutes] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def live_connection(self, connection_id: str) -> ConnectionInfo | None:
         info = self.connections.get(connection_id)
@@ -139,7 +147,8 @@ def build_snapshot(
     tokens: list[tuple[str, TokenInfo]],
     **access: Any,
 ) -> Snapshot:
-    """Index the rows for O(1) look-ups. ``links`` must be in creation order."""
+    """Index the rows for O(1) look-ups and work out the routes that need no
+    more than a user's own values. ``links`` must be in creation order."""
     by_base: dict[str, list[EnvironmentLink]] = {}
     by_environment: dict[str, list[EnvironmentLink]] = {}
     claims: dict[tuple[str, str], EnvironmentLink] = {}
@@ -148,7 +157,7 @@ def build_snapshot(
         by_environment.setdefault(link.environment_connection_id, []).append(link)
         for value in link.values:
             claims[(link.base_connection_id, value)] = link
-    return Snapshot(
+    snapshot = Snapshot(
         version=version,
         connections={info.id: info for info in connections},
         links={link.id: link for link in links},
@@ -162,3 +171,7 @@ def build_snapshot(
         tokens_by_hash=dict(tokens),
         **access,
     )
+    # Imported here, not at the top: the resolver imports this module.
+    from pointsman.routing.resolver import work_out_routes
+
+    return replace(snapshot, base_routes=work_out_routes(snapshot))
