@@ -117,6 +117,8 @@ def connect_kwargs(spec: ConnectionSpec) -> dict[str, Any]:
 class PostgresEngine(Engine):
     """PostgreSQL (and Redshift, which speaks its protocol)."""
 
+    _reset_bytes: bytes | None = None
+
     @classmethod
     async def server_version(cls, spec: ConnectionSpec) -> str:
         conn = await _connect(spec)
@@ -144,7 +146,10 @@ class PostgresEngine(Engine):
         reusable = False
         try:
             async with asyncio.timeout(MAX_RESET_SECONDS):
-                reusable = await _reset(conn, self._reset_sql)
+                if self._reset_bytes is None:
+                    # Rendered once: composing it costs more than sending it.
+                    self._reset_bytes = self._reset_sql.as_bytes(conn)
+                reusable = await _reset(conn, self._reset_bytes)
         except TimeoutError:
             logger.warning("resetting a session timed out on %s", self.spec)
         finally:
@@ -273,7 +278,7 @@ async def _connect(
     return conn
 
 
-async def _reset(conn: AsyncConnection[Any], reset_sql: Composed) -> bool:
+async def _reset(conn: AsyncConnection[Any], reset_sql: bytes) -> bool:
     """Wipe what the last user left on the session; False if it cannot be reused.
 
     An open transaction (the user ran ``begin``) is rolled back first. Then
