@@ -8,6 +8,7 @@ import base64
 import csv
 import io
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from e2e_support import (
     create_connection,
     init_store,
     new_secret_key,
+    postgres_connect,
     running,
     spawn_server,
     store_env,
@@ -202,3 +204,39 @@ def test_a_failure_part_way_cuts_the_raw_csv_short(
     assert pool["inUse"] == 0
     assert log[0]["status"] == "ERROR"
     assert "division by zero" in log[0]["error"]
+
+
+def test_a_client_leaving_mid_stream_cancels_the_statement(
+    own_server: ServerProcess, big_connection: str, postgres_databases: object
+) -> None:
+    marker = unique("left_mid_stream")
+    sql = f"{SQL.replace(str(ROWS), str(50 * ROWS))} /* {marker} */"
+    body = {"query": {"connectionId": big_connection, "sql": sql}}
+    headers = {"Accept": "text/csv"}
+    with (
+        own_server.client() as client,
+        client.stream("POST", "/api/v1/query/run", json=body, headers=headers) as r,
+    ):
+        assert r.status_code == 200
+        lines = r.iter_lines()
+        assert next(lines) == "n,word"
+        next(lines)
+    # The client hung up with most of 50 million rows unsent.
+    with own_server.client() as client:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            pool = client.get(f"/api/v1/connections/{big_connection}/pool").json()
+            if pool["inUse"] == 0:
+                break
+            time.sleep(0.1)
+        assert pool["inUse"] == 0
+        log = client.get("/api/v1/query/log").json()["records"]
+    assert log[0]["status"] == "CANCELLED"
+    assert log[0]["rowCount"] < 50 * ROWS
+    with postgres_connect(postgres_databases.params) as conn:  # type: ignore[attr-defined]
+        active = conn.execute(
+            "select count(*) from pg_stat_activity where state = 'active' "
+            "and query like %s and pid <> pg_backend_pid()",
+            (f"%{marker}%",),
+        ).fetchone()
+    assert active == (0,)

@@ -284,7 +284,7 @@ async def run_query(request: Request) -> Response:
         wait = who.services.settings.query_wait_seconds
     if await _client_left_first(request, job, wait):
         # Nobody will read the answer: stop the statement on the database.
-        job.task.cancel()
+        _abandon(job)
         jobs.discard(job.id)
         return Response(status_code=499)
     raw = streaming.raw_type(request.headers.get("accept", ""))
@@ -308,6 +308,30 @@ async def run_query(request: Request) -> Response:
     return ndjson([submitted, line, footer([])], route)
 
 
+_closing: set[asyncio.Task[None]] = set()
+
+
+def _abandon(job: Job) -> None:
+    """Cancel a job nobody waits for; a stream it opened all the same (it
+    finished in the same instant) is closed."""
+    job.detached = True
+    job.task.cancel()
+    job.task.add_done_callback(lambda task: _close_orphan(job))
+
+
+def _close_orphan(job: Job) -> None:
+    task = job.task
+    if task.cancelled() or task.exception() is not None:
+        return
+    result = task.result()
+    if isinstance(result, RowStream):
+        if job.finish is not None:
+            job.finish("CANCELLED", None, 0)
+        closing = asyncio.get_running_loop().create_task(result.aclose())
+        _closing.add(closing)
+        closing.add_done_callback(_closing.discard)
+
+
 def _ignore(status: str, error: PointsmanError | None, rows: int) -> None:
     """A result read whole was recorded when the job ended."""
 
@@ -317,16 +341,27 @@ def _streamed(
 ) -> Response:
     """The result written as it is read: raw CSV or Arrow, or the §7 job line."""
     finish = job.finish or _ignore
+
+    async def cleanup() -> None:
+        # Whatever happened to the body, the connection goes back and the
+        # query is recorded (a second record of an ended stream is ignored).
+        await streaming.close_quietly(result)
+        finish("CANCELLED", None, result.row_count)
+
     headers = {
         "X-Pointsman-Connection-Id": job.route.connection_id,
         "X-Pointsman-Job-Id": job.id,
     }
     if raw == streaming.CSV:
         body = streaming.raw_csv(result, finish)
-        return streaming.BodyStream(body, "text/csv; charset=utf-8", headers)
+        return streaming.BodyStream(
+            body, "text/csv; charset=utf-8", headers, cleanup=cleanup
+        )
     if raw == streaming.ARROW_STREAM:
         body = streaming.raw_arrow(result, finish)
-        return streaming.BodyStream(body, streaming.ARROW_STREAM, headers)
+        return streaming.BodyStream(
+            body, streaming.ARROW_STREAM, headers, cleanup=cleanup
+        )
     head = {
         "job_id": job.id,
         "client_result_id": job.client_result_id,
@@ -335,10 +370,11 @@ def _streamed(
     line = streaming.job_line(head, job.sql, result, job.result_type, finish)
     if plain:
         body = _wrapped(b'{"completedQueries":[', line, b'],"jobIds":[]}')
-        return streaming.BodyStream(body, "application/json", headers)
+        return streaming.BodyStream(body, "application/json", headers, cleanup=cleanup)
     submitted = dumps({"jobs_submitted": {job.id: job.client_result_id}}) + b"\n"
     end = b"\n" + dumps(footer([])) + b"\n"
-    return streaming.BodyStream(_wrapped(submitted, line, end), NDJSON, headers)
+    body = _wrapped(submitted, line, end)
+    return streaming.BodyStream(body, NDJSON, headers, cleanup=cleanup)
 
 
 async def _wrapped(

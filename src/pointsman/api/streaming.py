@@ -16,7 +16,7 @@ import base64
 import csv
 import io
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from typing import Any
 
@@ -234,7 +234,7 @@ async def _finishing(
         status = "CANCELLED"
         raise
     finally:
-        await _close_quietly(result)
+        await close_quietly(result)
         finish(status, error, result.row_count)
 
 
@@ -270,7 +270,7 @@ async def job_line(
         status = "CANCELLED"
         raise
     finally:
-        await _close_quietly(result)
+        await close_quietly(result)
         finish(status, error, result.row_count)
     tail: dict[str, Any] = {
         "status": "COMPLETE" if error is None else "ERROR",
@@ -324,7 +324,7 @@ def _status_of(error: PointsmanError) -> str:
     return "TIMEOUT" if error.status == 408 else "ERROR"
 
 
-async def _close_quietly(result: Result) -> None:
+async def close_quietly(result: Result) -> None:
     try:
         await close(result)
     except Exception:
@@ -348,10 +348,13 @@ class BodyStream(Response):
         body: AsyncIterator[bytes],
         media_type: str,
         headers: dict[str, str] | None = None,
+        *,
+        cleanup: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(None, media_type=media_type, headers=headers)
         del self.headers["content-length"]
         self._body = body
+        self._cleanup = cleanup
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         sender = asyncio.ensure_future(self._send_all(send))
@@ -389,6 +392,9 @@ class BodyStream(Response):
             aclose = getattr(body, "aclose", None)
             if aclose is not None:
                 await aclose()
+            # A body never started never ran its own clean-up.
+            if self._cleanup is not None:
+                await self._cleanup()
 
 
 async def _disconnected(receive: Receive) -> None:
