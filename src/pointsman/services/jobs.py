@@ -20,6 +20,7 @@ from pointsman.routing.resolver import Route
 log = logging.getLogger(__name__)
 
 KEEP_FINISHED_SECONDS = 600.0
+SWEEP_SECONDS = 10.0
 
 
 @dataclass
@@ -55,6 +56,7 @@ class Jobs:
 
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
+        self._next_sweep = 0.0
 
     def submit(
         self,
@@ -89,7 +91,13 @@ class Jobs:
         self._jobs.pop(job_id, None)
 
     def _forget_old(self) -> None:
-        cutoff = time.monotonic() - KEEP_FINISHED_SECONDS
+        """Drop jobs finished long ago (at most once per SWEEP_SECONDS: a scan
+        of every job on every query would cost more than the jobs)."""
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_SECONDS
+        cutoff = now - KEEP_FINISHED_SECONDS
         stale = [
             job_id
             for job_id, job in self._jobs.items()
