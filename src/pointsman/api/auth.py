@@ -82,6 +82,5 @@ async def caller(request: Request) -> Caller:
         retire_stale_pools(request.app, services, snapshot)
     actor = authenticate(snapshot, bearer_token(request))
     request.app.state.rate_limiter.check(actor.token.id)
-    request.state.actor = actor
     audit.set_actor(actor.user.id, actor.token.id)
     return Caller(services, snapshot, actor)

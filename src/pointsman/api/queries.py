@@ -210,7 +210,7 @@ def _row_count(job: Job) -> int:
 
 def _encode(result: QueryResult, result_type: str | None) -> Any:
     if result_type == "json":
-        return results.to_json_rows(result)
+        return orjson.Fragment(results.to_json_bytes(result))
     if result_type == "csv":
         return results.to_csv(result)
     return results.to_arrow_base64(result)

@@ -290,8 +290,8 @@ async def _json_rows(result: Result) -> AsyncIterator[bytes]:
     yield b"["
     separator = b""
     async for batch in row_batches(result):
-        rows = results.to_json_rows(QueryResult(result.columns, batch))
-        yield separator + orjson.dumps(rows)[1:-1]
+        rows = results.to_json_bytes(QueryResult(result.columns, batch))
+        yield separator + rows[1:-1]
         separator = b","
     yield b"]"
 

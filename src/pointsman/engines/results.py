@@ -3,6 +3,12 @@
 Choices made once for every format: decimals travel as strings (exact),
 bytes as base64, dates and times as ISO 8601, durations as seconds, and
 non-finite floats as null in JSON.
+
+JSON rows are written by orjson itself wherever it writes a value as
+:func:`_jsonable` would (text, 64-bit integers, floats, dates, most
+datetimes, UUIDs), with :func:`_jsonable` as its ``default`` for the rest;
+a result holding anything it spells otherwise takes the per-value path.
+``tests/engines/test_json_rows.py`` holds the two to the same bytes.
 """
 
 from __future__ import annotations
@@ -13,10 +19,12 @@ import io
 import math
 import re
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import orjson
 import pyarrow as pa
@@ -95,6 +103,60 @@ def to_json_rows(result: QueryResult) -> list[dict[str, Any]]:
         {name: _jsonable(value) for name, value in zip(names, row, strict=True)}
         for row in result.rows
     ]
+
+
+def to_json_bytes(result: QueryResult) -> bytes:
+    """``orjson.dumps(to_json_rows(result))``, without converting each value
+    in Python where orjson already writes it the same way. To embed the rows
+    in a larger document, wrap them in ``orjson.Fragment``."""
+    if _orjson_spells_like_jsonable(result):
+        names = unique_names(result)
+        objects = [dict(zip(names, row, strict=True)) for row in result.rows]
+        try:
+            return orjson.dumps(objects, default=_jsonable)
+        except orjson.JSONEncodeError:
+            pass  # an integer past 64 bits, a zoned time, a non-text key ...
+    return orjson.dumps(to_json_rows(result))
+
+
+def _orjson_spells_like_jsonable(result: QueryResult) -> bool:
+    """Whether orjson writes every value of the result as :func:`_jsonable`
+    would. Its spelling differs for a zoned time, for a list or a mapping
+    (which may hold either), and for a datetime whose offset has seconds (as
+    Paris had before 1911): orjson leaves the seconds out."""
+    for values in _transpose(result):
+        kinds = set(map(type, values))
+        if not kinds <= _ORJSON_AS_JSONABLE:
+            return False
+        if datetime in kinds and not _offsets_in_whole_minutes(values):
+            return False
+    return True
+
+
+def _offsets_in_whole_minutes(values: Sequence[Any]) -> bool:
+    moments = [value for value in values if type(value) is datetime]
+    for zone in {moment.tzinfo for moment in moments}:
+        if zone is None or (isinstance(zone, ZoneInfo) and zone.key in _UTC_KEYS):
+            continue
+        offsets: set[timedelta | None]
+        if isinstance(zone, timezone):
+            offsets = {zone.utcoffset(None)}
+        else:  # a zone whose offset moved over the years
+            offsets = {
+                moment.utcoffset() for moment in moments if moment.tzinfo is zone
+            }
+        if any(offset is not None and offset % _MINUTE for offset in offsets):
+            return False
+    return True
+
+
+# Exact types that orjson writes as _jsonable writes them, or hands to it.
+_ORJSON_AS_JSONABLE = frozenset(
+    {str, int, float, bool, type(None), date, datetime, Decimal, UUID, bytes}
+    | {bytearray, memoryview, timedelta}
+)
+_MINUTE = timedelta(minutes=1)
+_UTC_KEYS = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "Etc/Universal", "Etc/Zulu"})
 
 
 def to_csv(result: QueryResult) -> str:

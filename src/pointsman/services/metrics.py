@@ -48,12 +48,23 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(PoolCollector(engines))
+        # The labelled children, found once: labels() validates, converts and
+        # takes a lock on every call, and every query calls it twice.
+        self._counted: dict[tuple[str, str, str], Counter] = {}
+        self._timed: dict[str, Histogram] = {}
 
     def observe(
         self, connection_id: str, source: str, outcome: str, seconds: float
     ) -> None:
-        self.queries.labels(connection_id, source, outcome).inc()
-        self.latency.labels(source).observe(seconds)
+        key = (connection_id, source, outcome)
+        counter = self._counted.get(key)
+        if counter is None:
+            counter = self._counted[key] = self.queries.labels(*key)
+        counter.inc()
+        histogram = self._timed.get(source)
+        if histogram is None:
+            histogram = self._timed[source] = self.latency.labels(source)
+        histogram.observe(seconds)
 
 
 class PoolCollector(Collector):
