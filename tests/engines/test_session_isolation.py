@@ -17,6 +17,7 @@ import pymysql
 import pytest
 
 from pointsman.engines import ConnectionSpec, EngineRegistry
+from pointsman.engines.postgres import PostgresEngine
 from pointsman.errors import QueryFailedError
 
 pytestmark = pytest.mark.anyio
@@ -128,6 +129,25 @@ async def test_postgres_transaction_left_open_is_rolled_back(
         assert await cursor.fetchall() == [(1,), (2,)]
     stats = registry.pool_stats(spec.id)
     assert stats is not None and stats["connectionsOpened"] == 1
+
+
+async def test_postgres_session_whose_reset_fails_is_not_reused(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec
+) -> None:
+    spec = one_session(postgres_spec)
+    (first,) = (await registry.run(spec, "select pg_backend_pid()")).rows
+    engine = registry._engine_for(spec)
+    assert isinstance(engine, PostgresEngine)
+
+    # The reset sent when the session went back fails on the server.
+    engine._reset_bytes = b"select 1 / 0"
+    await registry.run(spec, "select 1")
+    engine._reset_bytes = None
+    (last,) = (await registry.run(spec, "select pg_backend_pid()")).rows
+
+    assert last[0] != first[0]
+    stats = registry.pool_stats(spec.id)
+    assert stats is not None and stats["connectionsOpened"] == 2
 
 
 # -- MariaDB / MySQL ----------------------------------------------------------

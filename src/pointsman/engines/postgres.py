@@ -6,9 +6,10 @@ deadline a little later cancels the awaiting task, which makes psycopg send a
 cancel request to the server before the connection goes back to the pool.
 
 A pooled session serves many users, so nothing one of them sets may reach the
-next: every connection is reset when it comes back (see :func:`_reset`), and
-every statement goes through the extended query protocol, which runs exactly
-one statement (the simple protocol would run ``select 1; select 2``).
+next: every connection is reset between two users (see :func:`_start_reset`
+and :func:`_settled`), and every statement goes through the extended query
+protocol, which runs exactly one statement (the simple protocol would run
+``select 1; select 2``).
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from contextlib import aclosing
 from typing import Any, cast
 
 import psycopg
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, generators
 from psycopg.adapt import AdaptersMap
-from psycopg.pq import TransactionStatus
+from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg.sql import SQL, Composed, Identifier, Literal
 from psycopg.types.string import TextLoader
 
@@ -141,15 +142,27 @@ class PostgresEngine(Engine):
     def _alive(self, conn: AsyncConnection[Any]) -> bool:
         return not conn.closed and not conn.broken
 
+    async def acquire(self, deadline: float) -> AsyncConnection[Any]:
+        """A pooled session whose reset (sent when its last user gave it
+        back) has finished; one whose reset failed is closed and replaced."""
+        while True:
+            conn: AsyncConnection[Any] = await super().acquire(deadline)
+            if await _settled(conn):
+                return conn
+            self.pool.release(conn, reusable=False)
+
     async def _give_back(self, conn: AsyncConnection[Any]) -> None:
-        """Reset the session for the next user, or close it if that fails."""
+        """Send the reset for the next user, or close the session if it cannot
+        be reset. The reset is not waited for here: the next user takes its
+        answer, which by then has usually arrived, so a query costs one
+        round trip, not two."""
         reusable = False
         try:
             async with asyncio.timeout(MAX_RESET_SECONDS):
                 if self._reset_bytes is None:
                     # Rendered once: composing it costs more than sending it.
                     self._reset_bytes = self._reset_sql.as_bytes(conn)
-                reusable = await _reset(conn, self._reset_bytes)
+                reusable = await _start_reset(conn, self._reset_bytes)
         except TimeoutError:
             logger.warning("resetting a session timed out on %s", self.spec)
         finally:
@@ -278,13 +291,14 @@ async def _connect(
     return conn
 
 
-async def _reset(conn: AsyncConnection[Any], reset_sql: bytes) -> bool:
-    """Wipe what the last user left on the session; False if it cannot be reused.
+async def _start_reset(conn: AsyncConnection[Any], reset_sql: bytes) -> bool:
+    """Send what wipes the last user's session state; False if the session
+    cannot be reused.
 
     An open transaction (the user ran ``begin``) is rolled back first. Then
-    one round trip discards all session state and re-applies the pool's own
-    settings (``statement_timeout``, ``search_path``): a failure anywhere
-    closes the connection rather than hand it on half reset.
+    one simple-protocol message discards all session state and re-applies
+    the pool's own settings (``statement_timeout``, ``search_path``); its
+    answer is read by :func:`_settled` before anyone runs on the session.
     """
     if conn.closed or conn.broken:
         return False
@@ -294,12 +308,35 @@ async def _reset(conn: AsyncConnection[Any], reset_sql: bytes) -> bool:
             await conn.rollback()
         elif status != TransactionStatus.IDLE:
             return False
-        # Our own statements: the simple protocol runs them in one go.
-        await conn.execute(reset_sql)
+        conn.pgconn.send_query(reset_sql)
+        await conn.wait(generators.send(conn.pgconn))
     except psycopg.Error:
         logger.debug("resetting a session failed", exc_info=True)
         return False
-    return conn.pgconn.transaction_status == TransactionStatus.IDLE
+    return True
+
+
+async def _settled(conn: AsyncConnection[Any]) -> bool:
+    """Read the answer to a reset in flight (a session that is ACTIVE while
+    idle in the pool has one); False unless every part of it succeeded and
+    the session is idle, outside any transaction."""
+    if conn.closed or conn.broken:
+        return False
+    pgconn = conn.pgconn
+    if pgconn.transaction_status == TransactionStatus.ACTIVE:
+        try:
+            async with asyncio.timeout(MAX_RESET_SECONDS):
+                answers = await conn.wait(generators.fetch_many(pgconn))
+        except (psycopg.Error, TimeoutError):
+            logger.debug("resetting a session failed", exc_info=True)
+            return False
+        if any(answer.status not in _RESET_OK for answer in answers):
+            logger.debug("resetting a session failed: %s", answers)
+            return False
+    return pgconn.transaction_status == TransactionStatus.IDLE
+
+
+_RESET_OK = (ExecStatus.COMMAND_OK, ExecStatus.TUPLES_OK)
 
 
 def _without_result_set(exc: psycopg.Error) -> bool:
