@@ -62,6 +62,24 @@ async def _wait_until_gone(spec: ConnectionSpec, marker: str) -> int:
     return count
 
 
+async def test_unsigned_columns_keep_their_full_range(
+    registry: EngineRegistry, mysql_spec: ConnectionSpec
+) -> None:
+    await registry.run(
+        mysql_spec,
+        "create table unsigned_values (small tinyint unsigned, big bigint unsigned,"
+        " signed_big bigint)",
+    )
+    await registry.run(
+        mysql_spec, "insert into unsigned_values values (255, 18446744073709551615, -1)"
+    )
+
+    result = await registry.run(mysql_spec, "select * from unsigned_values")
+
+    assert [c.type for c in result.columns] == ["uint8", "uint64", "int64"]
+    assert result.rows == [(255, 2**64 - 1, -1)]
+
+
 async def test_select_returns_typed_columns_and_rows(
     registry: EngineRegistry, mysql_spec: ConnectionSpec
 ) -> None:

@@ -39,8 +39,8 @@ MAX_RESET_SECONDS = 5.0
 # COM_RESET_CONNECTION (MySQL 5.7.3, MariaDB 10.2.4): PyMySQL has no constant.
 COM_RESET_CONNECTION = 0x1F
 
-# pymysql.constants.FIELD_TYPE codes. Integers widen one step because the
-# description does not say whether a column is UNSIGNED.
+# pymysql.constants.FIELD_TYPE codes. Integers widen one step where the
+# column's flags cannot be read to say whether it is UNSIGNED.
 _ARROW_BY_FIELD_TYPE = {
     1: "int16",  # TINY
     2: "int32",  # SHORT
@@ -58,6 +58,15 @@ _ARROW_BY_FIELD_TYPE = {
     14: "date32",  # NEWDATE
     16: "binary",  # BIT
 }
+# An UNSIGNED column of these codes, as its flags tell.
+_UNSIGNED_BY_FIELD_TYPE = {
+    1: "uint8",
+    2: "uint16",
+    3: "uint32",
+    8: "uint64",
+    9: "uint32",
+}
+_UNSIGNED_FLAG = 32  # pymysql.constants.FLAG.UNSIGNED
 _DECIMAL_TYPES = {0, 246}
 _MAX_DECIMAL128_PRECISION = 38
 
@@ -73,13 +82,17 @@ STREAM_BATCH_ROWS = 1000
 _T = TypeVar("_T")
 
 
-def arrow_type(description: tuple[Any, ...], values: Iterable[Any]) -> str:
+def arrow_type(
+    description: tuple[Any, ...], values: Iterable[Any], unsigned: bool = False
+) -> str:
     """The Arrow type name for a column from its description and values.
 
     TEXT and BLOB share type codes, so string-like columns are told apart by
     their values (bytes means binary).
     """
     type_code, length, scale = description[1], description[4], description[5]
+    if unsigned and type_code in _UNSIGNED_BY_FIELD_TYPE:
+        return _UNSIGNED_BY_FIELD_TYPE[type_code]
     if type_code in _DECIMAL_TYPES:
         precision = (length or 0) - (1 if scale else 0)
         if 0 < precision <= _MAX_DECIMAL128_PRECISION:
@@ -196,7 +209,7 @@ class MySQLEngine(Engine):
                 fetch = cursor.fetchmany(STREAM_BATCH_ROWS)
                 rows = list(await self._guarded(conn, fetch, deadline, sql))
                 if columns is None:
-                    columns = _columns(cursor.description, rows)
+                    columns = _columns(cursor, rows)
                 elif not rows:
                     return
                 yield columns, rows
@@ -418,12 +431,21 @@ async def _close_quietly(conn: aiomysql.Connection) -> None:
         conn.close()
 
 
-def _columns(
-    description: tuple[tuple[Any, ...], ...], rows: list[tuple[Any, ...]]
-) -> list[Column]:
-    """Columns typed by their description (and, for text or binary, by the
-    first batch's values)."""
+def _columns(cursor: Any, rows: list[tuple[Any, ...]]) -> list[Column]:
+    """Columns typed by their description and flags (and, for text or
+    binary, by the first batch's values)."""
+    description = cursor.description
+    unsigned = _unsigned_columns(cursor, len(description))
     return [
-        Column(str(d[0]), arrow_type(d, (row[index] for row in rows)))
+        Column(str(d[0]), arrow_type(d, (row[index] for row in rows), unsigned[index]))
         for index, d in enumerate(description)
     ]
+
+
+def _unsigned_columns(cursor: Any, width: int) -> list[bool]:
+    """Which columns are UNSIGNED. The DB-API description leaves the flags
+    out; the result's field packets (pymysql's) carry them."""
+    fields = getattr(getattr(cursor, "_result", None), "fields", None)
+    if not fields or len(fields) != width:
+        return [False] * width
+    return [bool(getattr(field, "flags", 0) & _UNSIGNED_FLAG) for field in fields]
