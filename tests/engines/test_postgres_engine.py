@@ -6,12 +6,14 @@ import asyncio
 import dataclasses
 import time
 import uuid
+from datetime import date
+from datetime import time as dt_time
 from decimal import Decimal
 
 import psycopg
 import pytest
 
-from pointsman.engines import ConnectionSpec, EngineRegistry
+from pointsman.engines import ConnectionSpec, EngineRegistry, results
 from pointsman.errors import (
     DatabaseUnavailableError,
     QueryFailedError,
@@ -81,6 +83,24 @@ async def test_select_returns_typed_columns_and_rows(
     assert row[:6] == (1, 2, 1.5, "x", True, Decimal("1.25"))
     assert row[8:] == (b"\x00\xff", '{"a": 1}', None)
     assert result.truncated is False
+
+
+async def test_dates_and_times_python_cannot_hold_come_back_as_text(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec
+) -> None:
+    sql = (
+        "select * from (values ('infinity'::timestamptz, '-infinity'::date,"
+        " time '24:00', 'infinity'::timestamp),"
+        " ('2024-01-02 03:04:05+00', '2024-01-02', time '12:00', '2024-01-02'))"
+        " as t(moment, day, clock, naive)"
+    )
+
+    result = await registry.run(postgres_spec, sql)
+    table = results.to_arrow_table(result)
+
+    assert result.rows[0] == ("infinity", "-infinity", "24:00:00", "infinity")
+    assert result.rows[1][1:3] == (date(2024, 1, 2), dt_time(12, 0))
+    assert table.column("moment").to_pylist()[0] == "infinity"
 
 
 async def test_limit_truncates_and_says_so(

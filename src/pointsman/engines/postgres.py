@@ -23,8 +23,9 @@ from typing import Any, cast
 
 import psycopg
 from psycopg import AsyncConnection, generators
-from psycopg.adapt import AdaptersMap
-from psycopg.pq import ExecStatus, TransactionStatus
+from psycopg.abc import AdaptContext, Buffer
+from psycopg.adapt import AdaptersMap, Loader
+from psycopg.pq import ExecStatus, Format, TransactionStatus
 from psycopg.sql import SQL, Composed, Identifier, Literal
 from psycopg.types.string import TextLoader
 
@@ -67,10 +68,32 @@ _DISCARD_ALL = (
 # Redshift has no DISCARD, LISTEN, cursors WITH HOLD or advisory locks.
 _REDSHIFT_DISCARD = ("reset all",)
 
+
+class _BeyondPythonAsText(Loader):
+    """A date or time as psycopg loads it, or as its text where Python's
+    types cannot hold it (``infinity``, ``-infinity``, years past 9999 or
+    before 1, ``24:00``), instead of failing the whole query. Such a column
+    is then text in Arrow, as a column of mixed kinds is."""
+
+    def __init__(self, oid: int, context: AdaptContext | None = None):
+        super().__init__(oid, context)
+        loader = psycopg.adapters.get_loader(oid, Format.TEXT)
+        assert loader is not None, oid
+        self._load = loader(oid, context).load
+
+    def load(self, data: Buffer) -> Any:
+        try:
+            return self._load(data)
+        except psycopg.DataError:
+            return bytes(data).decode()
+
+
 # JSON stays text: a result column is declared "string", not a Python dict.
 _ADAPTERS = AdaptersMap(psycopg.adapters)
 _ADAPTERS.register_loader("json", TextLoader)
 _ADAPTERS.register_loader("jsonb", TextLoader)
+for _name in ("date", "time", "timetz", "timestamp", "timestamptz"):
+    _ADAPTERS.register_loader(_name, _BeyondPythonAsText)
 
 _ARROW_BY_OID = {
     16: "bool",
