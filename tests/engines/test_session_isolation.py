@@ -8,6 +8,7 @@ string runs one statement, on every dialect.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 
 from pointsman.engines import ConnectionSpec, EngineRegistry
 from pointsman.engines.postgres import PostgresEngine
-from pointsman.errors import QueryFailedError
+from pointsman.errors import DatabaseUnavailableError, QueryFailedError
 
 pytestmark = pytest.mark.anyio
 
@@ -148,6 +149,57 @@ async def test_postgres_session_whose_reset_fails_is_not_reused(
     assert last[0] != first[0]
     stats = registry.pool_stats(spec.id)
     assert stats is not None and stats["connectionsOpened"] == 2
+
+
+async def terminate_sessions(spec: ConnectionSpec, pids: list[int]) -> None:
+    async with await psycopg.AsyncConnection.connect(
+        host=spec.host,
+        port=spec.port,
+        user=spec.username,
+        dbname=spec.database,
+        password=spec.password,
+        autocommit=True,
+    ) as other:
+        for pid in pids:
+            await other.execute("select pg_terminate_backend(%s)", (pid,))
+
+
+async def test_postgres_sessions_the_server_ended_while_idle_are_replaced(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec
+) -> None:
+    spec = dataclasses.replace(postgres_spec, options={"poolSize": 4})
+    warm = await asyncio.gather(
+        *(
+            registry.run(spec, "select pg_backend_pid(), pg_sleep(0.2)")
+            for _ in range(4)
+        )
+    )
+    pids = [result.rows[0][0] for result in warm]
+
+    # A restart or failover as the pool sees it: every idle session ends.
+    await terminate_sessions(spec, pids)
+    await asyncio.sleep(0.2)
+    after = await asyncio.gather(
+        *(registry.run(spec, "select pg_backend_pid()") for _ in range(4))
+    )
+
+    assert not {result.rows[0][0] for result in after} & set(pids)
+
+
+async def test_postgres_session_lost_during_a_query_says_so(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec
+) -> None:
+    (pid,) = (await registry.run(postgres_spec, "select pg_backend_pid()")).rows[0]
+    running = asyncio.ensure_future(registry.run(postgres_spec, "select pg_sleep(5)"))
+    await asyncio.sleep(0.3)
+
+    await terminate_sessions(postgres_spec, [pid])
+
+    with pytest.raises(DatabaseUnavailableError) as failed:
+        await running
+    assert failed.value.detail.startswith(
+        "Lost the connection to connection 'postgres test' while the query ran"
+    )
 
 
 # -- MariaDB / MySQL ----------------------------------------------------------

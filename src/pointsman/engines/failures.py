@@ -112,6 +112,16 @@ def connect_failed(
     return unavailable(spec, connect_reason(exc, spec))
 
 
+def connection_lost(
+    spec: ConnectionSpec, exc: BaseException
+) -> DatabaseUnavailableError:
+    """The server went away while a query ran on an open session."""
+    return DatabaseUnavailableError(
+        f"Lost the connection to connection {spec.name!r} while the query ran:"
+        f" {connect_reason(exc, spec)}"
+    )
+
+
 def query_failed(spec: ConnectionSpec, message: str) -> QueryFailedError:
     return QueryFailedError(scrub(message.strip(), spec) or "The query failed")
 

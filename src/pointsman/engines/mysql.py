@@ -303,7 +303,7 @@ class MySQLEngine(Engine):
         if lost or isinstance(exc, pymysql.err.InterfaceError):
             conn.close()
             self.connection_lost()
-            return failures.connect_failed(self.spec, exc)
+            return failures.connection_lost(self.spec, exc)
         self.counters["queryFailures"] += 1
         if code == _SYNTAX_ERROR and _fails_after_a_semicolon(sql, exc):
             return failures.one_statement_only(self.spec)

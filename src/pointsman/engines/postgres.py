@@ -25,7 +25,7 @@ import psycopg
 from psycopg import AsyncConnection, generators
 from psycopg.abc import AdaptContext, Buffer
 from psycopg.adapt import AdaptersMap, Loader
-from psycopg.pq import ExecStatus, Format, TransactionStatus
+from psycopg.pq import ConnStatus, ExecStatus, Format, TransactionStatus
 from psycopg.sql import SQL, Composed, Identifier, Literal
 from psycopg.types.string import TextLoader
 
@@ -356,7 +356,20 @@ async def _settled(conn: AsyncConnection[Any]) -> bool:
         if any(answer.status not in _RESET_OK for answer in answers):
             logger.debug("resetting a session failed: %s", answers)
             return False
-    return pgconn.transaction_status == TransactionStatus.IDLE
+    return pgconn.transaction_status == TransactionStatus.IDLE and _still_open(conn)
+
+
+def _still_open(conn: AsyncConnection[Any]) -> bool:
+    """Whether the server kept an idle session open. One it ended (a restart,
+    a failover, ``pg_terminate_backend``) has sent its last words and closed
+    the socket: reading without waiting, once for the words and once more
+    for the end, finds that out without a round trip."""
+    try:
+        conn.pgconn.consume_input()
+        conn.pgconn.consume_input()
+    except psycopg.OperationalError:
+        return False
+    return conn.pgconn.status == ConnStatus.OK
 
 
 _RESET_OK = (ExecStatus.COMMAND_OK, ExecStatus.TUPLES_OK)
@@ -391,7 +404,7 @@ def _connection_lost(exc: psycopg.Error) -> bool:
 
 def _query_error(spec: ConnectionSpec, exc: psycopg.Error) -> Exception:
     if _connection_lost(exc):
-        return failures.connect_failed(spec, exc)
+        return failures.connection_lost(spec, exc)
     if exc.sqlstate == _SYNTAX_ERROR and "multiple commands" in str(exc):
         return failures.one_statement_only(spec)
     return failures.query_failed(spec, str(exc))
