@@ -19,6 +19,7 @@ class Settings:
     pool_idle_seconds: float = 300.0
     max_open_connections: int = 200
     stream_threshold_rows: int = 10_000
+    held_result_max_rows: int = 100_000
 
     @classmethod
     def from_env(cls, database_url: str | None = None) -> Settings:
@@ -51,6 +52,9 @@ class Settings:
             ),
             stream_threshold_rows=int(
                 os.environ.get("POINTSMAN_STREAM_THRESHOLD_ROWS", "10000")
+            ),
+            held_result_max_rows=int(
+                os.environ.get("POINTSMAN_HELD_RESULT_MAX_ROWS", "100000")
             ),
         )
 

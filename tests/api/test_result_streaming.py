@@ -249,6 +249,25 @@ async def test_a_long_result_left_running_is_collected_by_query_wait(
     assert await pool_in_use(api, connection_id) == 0
 
 
+async def test_a_result_held_for_query_wait_is_cut_at_the_held_row_cap(
+    api: httpx.AsyncClient, connection_id: str, services: Services
+) -> None:
+    services.settings = services.settings.with_overrides(held_result_max_rows=1200)
+    sql = "select g as n, 'row ' || g as label from generate_series(1, 5000) g, "
+    sql += "pg_sleep(0.5)"
+    first = await run(api, connection_id, sql, waitSeconds=0)
+    [job_id] = lines_of(first)[-1]["remaining_job_ids"]
+
+    waited = await api.get("/api/v1/query/wait", params={"jobIds": job_id})
+
+    job = lines_of(waited)[0]
+    assert job["status"] == "COMPLETE"
+    assert job["summary"]["truncated"] is True
+    assert job["summary"]["row_count"] == 1200
+    assert arrow_rows(job) == expected(1200)
+    assert await pool_in_use(api, connection_id) == 0
+
+
 @pytest.fixture
 def mariadb_account(
     mysql_admin_params: Any, make_mysql_database: Callable[[], str]

@@ -152,7 +152,9 @@ async def _execute(
             if job is not None and not job.detached:
                 job.finish = outcome
                 return result
-            result = await result.read_all()
+            # Held for query/wait: bounded, so that results nobody collects
+            # cannot fill the server's memory.
+            result = await result.read_all(services.settings.held_result_max_rows)
     except PointsmanError as exc:
         outcome(_status_of(exc), exc, None)
         raise

@@ -68,8 +68,11 @@ class RowStream:
                 break
         # The source ran dry: a limit reached exactly is no cut.
 
-    async def read_all(self) -> QueryResult:
-        """The rest of the rows in memory, and the stream closed."""
+    async def read_all(self, max_rows: int | None = None) -> QueryResult:
+        """The rest of the rows in memory (no more than ``max_rows``, which
+        then cuts the result as a limit does), and the stream closed."""
+        if max_rows is not None and (self._limit is None or max_rows < self._limit):
+            self._limit = max_rows
         rows: list[tuple[Any, ...]] = []
         try:
             async for batch in self.batches():
