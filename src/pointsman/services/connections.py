@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from pointsman.crypto import SecretBox
+from pointsman.engines import limits
 from pointsman.engines.spec import ConnectionSpec
 from pointsman.errors import (
     BadRequest,
@@ -132,6 +133,35 @@ def _integer(body: dict[str, Any], field: str, low: int, high: int) -> int | Non
     return value
 
 
+# Pool and concurrency settings (engines/limits.py reads them): their bounds.
+POOL_SETTINGS: dict[str, tuple[float, float]] = {
+    "poolSize": (1, limits.MAX_POOL_SIZE),
+    "maxOverflow": (0, limits.MAX_OVERFLOW),
+    "acquireTimeoutSeconds": (
+        limits.MIN_ACQUIRE_TIMEOUT_SECONDS,
+        limits.MAX_ACQUIRE_TIMEOUT_SECONDS,
+    ),
+    "maxConcurrentQueries": (1, limits.MAX_CONCURRENT_QUERIES),
+    "maxQueuedQueries": (0, limits.MAX_QUEUED_QUERIES),
+}
+
+
+def _pool_setting(body: dict[str, Any], field: str) -> float | None:
+    """A pool setting within its bounds (seconds may have a fraction), or
+    None (back to its default)."""
+    value = body.get(field)
+    if value is None:
+        return None
+    low, high = POOL_SETTINGS[field]
+    if field == "acquireTimeoutSeconds":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValidationFailed(field, "Expected number")
+        if not low <= value <= high:  # NaN is never within
+            raise ValidationFailed(field, f"Must be between {low} and {high}")
+        return value
+    return _integer(body, field, int(low), int(high))
+
+
 def _role(value: Any) -> str:
     role = canonical_role(value) if isinstance(value, str) else None
     if role is None:
@@ -215,13 +245,28 @@ def create_connection(store: Store, box: SecretBox, body: dict[str, Any]) -> str
         allow_branch_environments=bool(
             _boolean(body, "allowBranchConnectionEnvironments")
         ),
-        options={key: body[key] for key in OPTION_FIELDS if key in body},
+        options=_options(body, {}),
         secrets=box.encrypt(_check_secrets(dialect, body)),
     )
     with store.write() as session:
         session.add(row)
         session.flush()
         return row.id
+
+
+def _options(body: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """The connection's options with the body's applied; a pool setting is
+    checked, and null takes it back to its default."""
+    options = dict(current)
+    for key in OPTION_FIELDS:
+        if key not in body:
+            continue
+        value = _pool_setting(body, key) if key in POOL_SETTINGS else body[key]
+        if value is None and key in POOL_SETTINGS:
+            options.pop(key, None)
+        else:
+            options[key] = value
+    return options
 
 
 def list_connections(
@@ -530,6 +575,12 @@ def _update(
             parts.add("attribute")
         secrets = _check_secrets(row.dialect, body)
         changed = _apply_fields(row, body)
+        pool = {key: body[key] for key in POOL_SETTINGS if key in body}
+        if pool:
+            options = _options(pool, row.options or {})
+            if options != (row.options or {}):
+                row.options = options
+                changed.add("options")
         if secrets:
             current = box.decrypt(row.secrets, connection_name=row.name)
             row.secrets = box.encrypt({**current, **secrets})
