@@ -16,6 +16,7 @@ import base64
 import csv
 import io
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from typing import Any
@@ -43,12 +44,35 @@ Finish = Callable[[str, PointsmanError | None, int], None]
 
 
 def raw_type(accept: str) -> str | None:
-    """The raw stream a client asked for in ``Accept``, if any."""
-    kinds = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+    """The raw stream a client asked for in ``Accept``, if any: one it
+    accepts at least as much (by ``q``) as anything else it names."""
+    weights = _weights(accept)
+    best = max(weights.values(), default=0.0)
     for kind in RAW_TYPES:
-        if kind in kinds:
+        if weights.get(kind, 0.0) > 0 and weights[kind] >= best:
             return kind
     return None
+
+
+def _weights(accept: str) -> dict[str, float]:
+    """Media type -> its ``q`` (1 when not given, 0 when not a number)."""
+    weights: dict[str, float] = {}
+    for part in accept.split(","):
+        kind, *parameters = (piece.strip() for piece in part.split(";"))
+        if not kind:
+            continue
+        weight = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+                weight = min(max(weight, 0.0), 1.0) if math.isfinite(weight) else 0.0
+        kind = kind.lower()
+        weights[kind] = max(weights.get(kind, 0.0), weight)
+    return weights
 
 
 # -- reading ------------------------------------------------------------------

@@ -1,0 +1,26 @@
+"""Which raw stream ``Accept`` asks for: the one it prefers, by ``q``."""
+
+from __future__ import annotations
+
+import pytest
+
+from pointsman.api.streaming import ARROW_STREAM, CSV, raw_type
+
+
+@pytest.mark.parametrize(
+    ("accept", "chosen"),
+    [
+        ("text/csv", CSV),
+        ("application/vnd.apache.arrow.stream", ARROW_STREAM),
+        ("text/csv, application/json", CSV),
+        ("text/csv;q=0.5, application/json", None),
+        ("application/json;q=0.2, text/csv;q=0.9", CSV),
+        ("text/csv;q=0", None),
+        ("text/csv;q=nan", None),
+        ("TEXT/CSV; charset=utf-8", CSV),
+        ("application/x-ndjson", None),
+        ("", None),
+    ],
+)
+def test_the_preferred_raw_stream_is_chosen(accept: str, chosen: str | None) -> None:
+    assert raw_type(accept) == chosen
