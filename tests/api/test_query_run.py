@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -456,6 +457,34 @@ async def test_the_query_log_records_where_and_why(
     assert failed["status"] == "ERROR"
     assert "nowhere" in failed["error"]
     assert response.json()["pageInfo"]["totalRecords"] == 2
+
+
+async def test_the_query_log_keeps_when_each_query_started(
+    api: httpx.AsyncClient, walkthrough: dict[str, str]
+) -> None:
+    before = datetime.now(UTC)
+    await run(api, walkthrough["dev"])
+    await asyncio.sleep(0.05)
+    between = datetime.now(UTC)
+    await run(api, walkthrough["dev"])
+
+    everything = (await api.get("/api/v1/query/log")).json()["records"]
+    since = between.isoformat().replace("+00:00", "Z")
+    later = (await api.get("/api/v1/query/log", params={"since": since})).json()
+
+    started = [parse_instant(record["startedAt"]) for record in everything]
+    assert all(
+        before - timedelta(seconds=1) <= moment <= datetime.now(UTC)
+        for moment in started
+    )
+    assert len(later["records"]) == 1
+    assert parse_instant(later["records"][0]["startedAt"]) >= between - timedelta(
+        milliseconds=1
+    )
+
+
+def parse_instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 async def test_a_member_sees_only_their_own_log(

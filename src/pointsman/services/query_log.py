@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from pointsman.errors import ValidationFailed
 from pointsman.services.paging import Page, parse_uuid
@@ -50,9 +50,44 @@ class QueryLog:
                     log.exception("could not write %d query-log entries", len(batch))
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
-        # A plain multi-row insert: no ORM unit of work, no audit hooks.
-        with self._store.engine.begin() as conn:
-            conn.execute(insert(models.QueryLogEntry), batch)
+        # Straight to the driver: its executemany binds every row in C (and
+        # sqlite3 lets go of the GIL while SQLite works), where SQLAlchemy's
+        # would process each value in Python while requests wait for the GIL.
+        engine = self._store.engine
+        on_sqlite = engine.dialect.name == "sqlite"
+        rows = [_row(entry, on_sqlite) for entry in batch]
+        conn = engine.raw_connection()
+        try:
+            cursor = conn.cursor()
+            cursor.executemany(_insert_sql(engine.dialect.paramstyle), rows)
+            cursor.close()
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            conn.close()
+
+
+COLUMNS = tuple(column.name for column in models.QueryLogEntry.__table__.columns)
+# How SQLAlchemy keeps a UTC timestamp in SQLite: text that sorts as time.
+SQLITE_TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def _row(entry: dict[str, Any], on_sqlite: bool) -> tuple[Any, ...]:
+    started: datetime = entry["started_at"].astimezone(UTC)
+    values = {**entry, "started_at": started}
+    if on_sqlite:
+        values["started_at"] = started.strftime(SQLITE_TIMESTAMP)
+    return tuple(values.get(column) for column in COLUMNS)
+
+
+def _insert_sql(paramstyle: str) -> str:
+    marker = "?" if paramstyle == "qmark" else "%s"
+    columns = ", ".join(COLUMNS)
+    markers = ", ".join([marker] * len(COLUMNS))
+    table = models.QueryLogEntry.__tablename__
+    return f"insert into {table} ({columns}) values ({markers})"
 
 
 def log_record(row: models.QueryLogEntry) -> dict[str, Any]:
