@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +15,7 @@ from pointsman.engines.spec import QueryResult
 from pointsman.engines.streams import RowStream
 from pointsman.errors import PointsmanError
 from pointsman.routing.resolver import Route
+from pointsman.services.queries import new_job_id
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class Job:
     sql: str
     result_type: str | None
     task: asyncio.Task[QueryResult | RowStream]
-    client_result_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    client_result_id: str = field(default_factory=new_job_id)
     finished_at: float | None = None
     # Set when no response waits for the job any more: a result too large to
     # stream is then read into memory, for query/wait to collect.
