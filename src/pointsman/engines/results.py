@@ -19,9 +19,11 @@ import io
 import math
 import re
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal
 from functools import lru_cache
+from itertools import repeat
+from operator import attrgetter, itemgetter, sub
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -123,19 +125,29 @@ def _orjson_spells_like_jsonable(result: QueryResult) -> bool:
     """Whether orjson writes every value of the result as :func:`_jsonable`
     would. Its spelling differs for a zoned time, for a list or a mapping
     (which may hold either), and for a datetime whose offset has seconds (as
-    Paris had before 1911): orjson leaves the seconds out."""
-    for values in _transpose(result):
-        kinds = set(map(type, values))
+    Paris had before 1911): orjson leaves the seconds out.
+
+    Looked at column by column with C-level iteration only: a Python loop
+    over every value would cost as much as the encoding saves."""
+    width = len(result.rows[0]) if result.rows else 0
+    for index in range(width):
+        column = itemgetter(index)
+        try:
+            kinds = set(map(type, map(column, result.rows)))
+        except IndexError:  # a short row: the per-value path says so
+            return False
         if not kinds <= _ORJSON_AS_JSONABLE:
             return False
-        if datetime in kinds and not _offsets_in_whole_minutes(values):
+        if datetime in kinds and not _offsets_in_whole_minutes(
+            list(filter(None, map(column, result.rows))), kinds
+        ):
             return False
     return True
 
 
-def _offsets_in_whole_minutes(values: Sequence[Any]) -> bool:
-    moments = [value for value in values if type(value) is datetime]
-    for zone in {moment.tzinfo for moment in moments}:
+def _offsets_in_whole_minutes(values: list[Any], kinds: set[type]) -> bool:
+    moments = values if kinds <= _DATETIME_OR_NULL else _datetimes_in(values)
+    for zone in set(map(_TZINFO, moments)):
         if zone is None or (isinstance(zone, ZoneInfo) and zone.key in _UTC_KEYS):
             continue
         offsets: set[timedelta | None]
@@ -148,6 +160,14 @@ def _offsets_in_whole_minutes(values: Sequence[Any]) -> bool:
         if any(offset is not None and offset % _MINUTE for offset in offsets):
             return False
     return True
+
+
+def _datetimes_in(values: list[Any]) -> list[datetime]:
+    return [value for value in values if type(value) is datetime]
+
+
+_TZINFO = attrgetter("tzinfo")
+_DATETIME_OR_NULL = frozenset({datetime, type(None)})
 
 
 # Exact types that orjson writes as _jsonable writes them, or hands to it.
@@ -176,9 +196,68 @@ def _transpose(result: QueryResult) -> list[Sequence[Any]]:
 
 def _array(values: Sequence[Any], type_: pa.DataType) -> pa.Array:
     try:
+        if pa.types.is_timestamp(type_) and type_.unit == "us":
+            timestamps = _timestamp_array(values, type_)
+            if timestamps is not None:
+                return timestamps
         return pa.array(values, type=type_)
     except _ARROW_FAILURES:
         return pa.array([_text(value) for value in values], type=pa.string())
+
+
+def _timestamp_array(values: Sequence[Any], type_: pa.DataType) -> pa.Array | None:
+    """``pa.array(values, type_)`` for a ``timestamp[us]`` column of
+    datetimes, in a third of the time; None where this way does not apply.
+
+    Arrow asks every aware datetime for its ``utcoffset()``, which is most of
+    the cost. Its distance from the epoch is the same number of microseconds,
+    and Python subtracts two datetimes of one zone object without asking
+    the zone anything (for other zones it asks, more cheaply than Arrow).
+    """
+    kinds = set(map(type, values))
+    if not kinds <= _DATETIME_OR_NULL or datetime not in kinds:
+        return None
+    present = list(filter(None, values))
+    epoch = _epoch_for(set(map(_TZINFO, present)))
+    if epoch is None:
+        return None
+    try:
+        if len(present) < len(values):
+            deltas = [None if value is None else value - epoch for value in values]
+        else:
+            deltas = list(map(sub, values, repeat(epoch)))
+    except TypeError:  # naive and aware datetimes in one column
+        return None
+    return pa.array(deltas, type=_DURATION_US).view(type_)
+
+
+def _epoch_for(zones: set[tzinfo | None]) -> datetime | None:
+    """The Unix epoch to subtract from datetimes of these zones; None where
+    Arrow could differ from Python (it drops an offset's microseconds)."""
+    if zones == {None}:
+        return _NAIVE_EPOCH
+    for zone in zones:
+        if type(zone) is timezone:
+            if zone.utcoffset(None).microseconds:
+                return None
+        elif type(zone) is not ZoneInfo:  # a ZoneInfo offset is whole seconds
+            return None
+    if len(zones) == 1:
+        (zone,) = zones
+        if type(zone) is timezone or (
+            isinstance(zone, ZoneInfo) and zone.key in _UTC_KEYS
+        ):
+            # One fixed offset: the epoch in that very zone object, so that no
+            # subtraction asks it for its offset.
+            epoch = _UTC_EPOCH.astimezone(zone)
+            if epoch.tzinfo is zone:
+                return epoch
+    return _UTC_EPOCH
+
+
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+_UTC_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DURATION_US = pa.duration("us")
 
 
 def _text(value: Any) -> str | None:
