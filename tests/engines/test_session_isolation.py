@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import psycopg
 import pymysql
 import pytest
 
-from pointsman.engines import ConnectionSpec, EngineRegistry
+from pointsman.engines import ConnectionSpec, EngineRegistry, postgres
 from pointsman.engines.postgres import PostgresEngine
 from pointsman.errors import DatabaseUnavailableError, QueryFailedError
 
@@ -198,8 +199,46 @@ async def test_postgres_session_lost_during_a_query_says_so(
     with pytest.raises(DatabaseUnavailableError) as failed:
         await running
     assert failed.value.detail.startswith(
-        "Lost the connection to connection 'postgres test' while the query ran"
+        "Lost the connection to connection 'postgres test' while the query ran:"
+        " the server ended the session"
     )
+
+
+async def test_postgres_query_cancelled_while_its_session_settles_gives_it_back(
+    registry: EngineRegistry,
+    postgres_spec: ConnectionSpec,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = one_session(postgres_spec)
+    await registry.run(spec, "select 1")
+    settling = asyncio.Event()
+
+    async def slow_settle(conn: Any) -> bool:
+        settling.set()
+        await asyncio.sleep(60)
+        return True
+
+    monkeypatch.setattr(postgres, "_settled", slow_settle)
+    query = asyncio.ensure_future(registry.run(spec, "select 1"))
+    await settling.wait()
+    query.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await query
+    monkeypatch.undo()
+
+    stats = registry.pool_stats(spec.id)
+    assert stats is not None and stats["inUse"] == 0
+    assert (await registry.run(spec, "select 'served'")).rows == [("served",)]
+
+
+async def test_postgres_interval_python_cannot_hold_comes_back_as_text(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec
+) -> None:
+    result = await registry.run(
+        postgres_spec, "select interval '3000000 years', interval '1 day'"
+    )
+
+    assert result.rows == [("3000000 years", timedelta(days=1))]
 
 
 # -- MariaDB / MySQL ----------------------------------------------------------

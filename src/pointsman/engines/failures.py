@@ -118,8 +118,31 @@ def connection_lost(
     """The server went away while a query ran on an open session."""
     return DatabaseUnavailableError(
         f"Lost the connection to connection {spec.name!r} while the query ran:"
-        f" {connect_reason(exc, spec)}"
+        f" {lost_reason(exc)}"
     )
+
+
+_LOST_PHRASES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("due to administrator command",), "the server ended the session"),
+    (
+        ("shutting down", "terminating connection", "server shutdown"),
+        "the server is shutting down",
+    ),
+    (("connection reset", "broken pipe"), "the connection was reset"),
+    (
+        ("server closed the connection", "lost connection", "has gone away"),
+        "the server closed the connection",
+    ),
+)
+
+
+def lost_reason(exc: BaseException) -> str:
+    """A short reason for a session that broke, without anything secret."""
+    message = " ".join(str(link) for link in _chain(exc)).lower()
+    for phrases, reason in _LOST_PHRASES:
+        if any(phrase in message for phrase in phrases):
+            return reason
+    return "the connection broke"
 
 
 def query_failed(spec: ConnectionSpec, message: str) -> QueryFailedError:

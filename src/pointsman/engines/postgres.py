@@ -70,9 +70,10 @@ _REDSHIFT_DISCARD = ("reset all",)
 
 
 class _BeyondPythonAsText(Loader):
-    """A date or time as psycopg loads it, or as its text where Python's
-    types cannot hold it (``infinity``, ``-infinity``, years past 9999 or
-    before 1, ``24:00``), instead of failing the whole query. Such a column
+    """A date, time or interval as psycopg loads it, or as its text where
+    Python's types cannot hold it (``infinity``, ``-infinity``, years past
+    9999 or before 1, ``24:00``, intervals of millions of years), instead of
+    failing the whole query. Such a column
     is then text in Arrow, as a column of mixed kinds is."""
 
     def __init__(self, oid: int, context: AdaptContext | None = None):
@@ -92,7 +93,7 @@ class _BeyondPythonAsText(Loader):
 _ADAPTERS = AdaptersMap(psycopg.adapters)
 _ADAPTERS.register_loader("json", TextLoader)
 _ADAPTERS.register_loader("jsonb", TextLoader)
-for _name in ("date", "time", "timetz", "timestamp", "timestamptz"):
+for _name in ("date", "time", "timetz", "timestamp", "timestamptz", "interval"):
     _ADAPTERS.register_loader(_name, _BeyondPythonAsText)
 
 _ARROW_BY_OID = {
@@ -170,7 +171,12 @@ class PostgresEngine(Engine):
         back) has finished; one whose reset failed is closed and replaced."""
         while True:
             conn: AsyncConnection[Any] = await super().acquire(deadline)
-            if await _settled(conn):
+            try:
+                settled = await _settled(conn)
+            except BaseException:  # cancelled (its client left) mid-reset
+                self.pool.release(conn, reusable=False)
+                raise
+            if settled:
                 return conn
             self.pool.release(conn, reusable=False)
 
