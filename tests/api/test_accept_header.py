@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from starlette.requests import Request
 
+from pointsman.api.queries import wants_plain_json
 from pointsman.api.streaming import ARROW_STREAM, CSV, raw_type
 
 
@@ -24,3 +26,26 @@ from pointsman.api.streaming import ARROW_STREAM, CSV, raw_type
 )
 def test_the_preferred_raw_stream_is_chosen(accept: str, chosen: str | None) -> None:
     assert raw_type(accept) == chosen
+
+
+@pytest.mark.parametrize(
+    ("accept", "plain"),
+    [
+        ("application/json", True),
+        ("application/json;q=1", True),
+        ("text/csv;q=0.5, application/json", True),
+        ("application/json, text/csv;q=0", True),
+        ("application/json, application/x-ndjson;q=0", True),
+        ("application/json;q=0", False),
+        ("application/json, application/x-ndjson", False),
+        ("application/json, */*", False),
+        ("application/json, */*;q=0.1", True),
+        ("", False),
+    ],
+)
+def test_the_json_only_shape_goes_to_clients_that_prefer_json(
+    accept: str, plain: bool
+) -> None:
+    request = Request({"type": "http", "headers": [(b"accept", accept.encode())]})
+
+    assert wants_plain_json(request) is plain

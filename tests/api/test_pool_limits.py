@@ -142,6 +142,9 @@ async def test_a_pool_setting_set_to_null_goes_back_to_its_default(
     ("field", "value", "message"),
     [
         ("poolSize", "abc", "Expected number"),
+        ("poolSize", "\u00b2", "Expected number"),
+        ("queryTimeoutSeconds", "\u00b3", "Expected number"),
+        ("port", "\u0663", "Expected number"),
         ("poolSize", 0, "Must be between 1 and 100"),
         ("poolSize", 100_000, "Must be between 1 and 100"),
         ("maxOverflow", -1, "Must be between 0 and 100"),

@@ -67,10 +67,15 @@ async def stop(app: Starlette) -> None:
 
 
 def wants_plain_json(request: Request) -> bool:
-    """Omni's OpenAPI shape, for a client that accepts only JSON."""
-    accept = request.headers.get("accept", "")
-    kinds = {part.split(";")[0].strip() for part in accept.split(",") if part.strip()}
-    return kinds == {"application/json"}
+    """Omni's OpenAPI shape, for a client that prefers JSON (by ``q``) to
+    NDJSON and to anything that would stand for it (``*/*``)."""
+    weights = streaming.accept_weights(request.headers.get("accept", ""))
+    json = weights.get("application/json", 0.0)
+    ndjson = max(
+        weights.get(kind, 0.0)
+        for kind in ("application/x-ndjson", "application/*", "*/*")
+    )
+    return json > 0 and json > ndjson
 
 
 # -- running ------------------------------------------------------------------

@@ -46,7 +46,7 @@ Finish = Callable[[str, PointsmanError | None, int], None]
 def raw_type(accept: str) -> str | None:
     """The raw stream a client asked for in ``Accept``, if any: one it
     accepts at least as much (by ``q``) as anything else it names."""
-    weights = _weights(accept)
+    weights = accept_weights(accept)
     best = max(weights.values(), default=0.0)
     for kind in RAW_TYPES:
         if weights.get(kind, 0.0) > 0 and weights[kind] >= best:
@@ -54,7 +54,7 @@ def raw_type(accept: str) -> str | None:
     return None
 
 
-def _weights(accept: str) -> dict[str, float]:
+def accept_weights(accept: str) -> dict[str, float]:
     """Media type -> its ``q`` (1 when not given, 0 when not a number)."""
     weights: dict[str, float] = {}
     for part in accept.split(","):

@@ -120,11 +120,19 @@ def _text(body: dict[str, Any], field: str, *, required: bool = False) -> str | 
     return value
 
 
+def _whole_number(value: Any) -> bool:
+    """ASCII digits, or a float with nothing after the point (JSON's 5.0)."""
+    if isinstance(value, str):
+        text = value.strip()
+        return text.isascii() and text.isdigit()
+    return isinstance(value, float) and value.is_integer()
+
+
 def _integer(body: dict[str, Any], field: str, low: int, high: int) -> int | None:
     value = body.get(field)
     if value is None:
         return None
-    if isinstance(value, str) and value.strip().isdigit():
+    if _whole_number(value):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationFailed(field, "Expected number")
