@@ -20,6 +20,7 @@ class Settings:
     max_open_connections: int = 200
     stream_threshold_rows: int = 10_000
     held_result_max_rows: int = 100_000
+    held_result_max_bytes: int = 128 * 1024 * 1024
 
     @classmethod
     def from_env(cls, database_url: str | None = None) -> Settings:
@@ -55,6 +56,9 @@ class Settings:
             ),
             held_result_max_rows=int(
                 os.environ.get("POINTSMAN_HELD_RESULT_MAX_ROWS", "100000")
+            ),
+            held_result_max_bytes=int(
+                os.environ.get("POINTSMAN_HELD_RESULT_MAX_BYTES", str(128 * 1024**2))
             ),
         )
 

@@ -268,6 +268,24 @@ async def test_a_result_held_for_query_wait_is_cut_at_the_held_row_cap(
     assert await pool_in_use(api, connection_id) == 0
 
 
+async def test_a_result_held_for_query_wait_is_cut_at_the_held_byte_cap(
+    api: httpx.AsyncClient, connection_id: str, services: Services
+) -> None:
+    services.settings = services.settings.with_overrides(held_result_max_bytes=200_000)
+    sql = "select g as n, repeat('x', 1000) as wide from generate_series(1, 5000) g, "
+    sql += "pg_sleep(0.5)"
+    first = await run(api, connection_id, sql, waitSeconds=0)
+    [job_id] = lines_of(first)[-1]["remaining_job_ids"]
+
+    waited = await api.get("/api/v1/query/wait", params={"jobIds": job_id})
+
+    job = lines_of(waited)[0]
+    kept = job["summary"]["row_count"]
+    assert job["status"] == "COMPLETE" and job["summary"]["truncated"] is True
+    assert 150 <= kept <= 200
+    assert [row["n"] for row in arrow_rows(job)] == list(range(1, kept + 1))
+
+
 @pytest.fixture
 def mariadb_account(
     mysql_admin_params: Any, make_mysql_database: Callable[[], str]

@@ -159,7 +159,10 @@ async def _execute(
                 return result
             # Held for query/wait: bounded, so that results nobody collects
             # cannot fill the server's memory.
-            result = await result.read_all(services.settings.held_result_max_rows)
+            settings = services.settings
+            result = await result.read_all(
+                settings.held_result_max_rows, settings.held_result_max_bytes
+            )
     except PointsmanError as exc:
         outcome(_status_of(exc), exc, None)
         raise

@@ -68,14 +68,26 @@ class RowStream:
                 break
         # The source ran dry: a limit reached exactly is no cut.
 
-    async def read_all(self, max_rows: int | None = None) -> QueryResult:
-        """The rest of the rows in memory (no more than ``max_rows``, which
-        then cuts the result as a limit does), and the stream closed."""
+    async def read_all(
+        self, max_rows: int | None = None, max_bytes: int | None = None
+    ) -> QueryResult:
+        """The rest of the rows in memory, and the stream closed. No more
+        than ``max_rows`` rows, nor (roughly: text and bytes by their length,
+        anything else as 8) ``max_bytes`` of values: either cuts the result
+        as a limit does."""
         if max_rows is not None and (self._limit is None or max_rows < self._limit):
             self._limit = max_rows
         rows: list[tuple[Any, ...]] = []
+        size = 0
         try:
             async for batch in self.batches():
+                if max_bytes is not None:
+                    kept, size = _rows_within(batch, size, max_bytes)
+                    if kept < len(batch):
+                        rows.extend(batch[:kept])
+                        self.row_count -= len(batch) - kept
+                        self.truncated = True
+                        break
                 rows.extend(batch)
         finally:
             await self.aclose()
@@ -89,6 +101,25 @@ class RowStream:
             on_close, self._on_close = self._on_close, None
             if on_close is not None:
                 on_close()
+
+
+def _row_size(row: tuple[Any, ...]) -> int:
+    return sum(
+        len(value) if isinstance(value, str | bytes | bytearray) else 8 for value in row
+    )
+
+
+def _rows_within(
+    batch: list[tuple[Any, ...]], size: int, max_bytes: int
+) -> tuple[int, int]:
+    """How many of the batch's first rows keep ``size`` within ``max_bytes``,
+    and the size with them."""
+    for index, row in enumerate(batch):
+        grown = size + _row_size(row)
+        if grown > max_bytes:
+            return index, size
+        size = grown
+    return len(batch), size
 
 
 async def collect(
