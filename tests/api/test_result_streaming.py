@@ -18,6 +18,8 @@ import pyarrow.ipc
 import pymysql
 import pytest
 
+from pointsman.engines import results
+from pointsman.engines.spec import QueryResult
 from pointsman.services.container import Services
 
 pytestmark = pytest.mark.anyio
@@ -223,6 +225,30 @@ async def test_a_failure_part_way_ends_the_job_line_as_an_error(
     assert "division by zero" in log[0]["error"]
 
 
+async def test_an_unexpected_failure_part_way_still_ends_the_job_line(
+    api: httpx.AsyncClient, connection_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoded = 0
+
+    def fails_on_the_third_batch(result: QueryResult) -> bytes:
+        nonlocal encoded
+        encoded += 1
+        if encoded == 3:
+            raise RuntimeError("a bug")
+        return orjson.dumps([list(row) for row in result.rows])
+
+    monkeypatch.setattr(results, "to_json_bytes", fails_on_the_third_batch)
+    sql = "select g as n from generate_series(1, 5000) g"
+
+    response = await run(api, connection_id, sql, resultType="json")
+
+    submitted, job, foot = lines_of(response)
+    assert job["status"] == "ERROR"
+    assert job["error"] == {"detail": "Internal server error", "status": 500}
+    assert foot == {"remaining_job_ids": [], "timed_out": "false"}
+    assert await pool_in_use(api, connection_id) == 0
+
+
 async def test_a_streamed_query_is_logged_with_its_row_count(
     api: httpx.AsyncClient, connection_id: str
 ) -> None:
@@ -284,6 +310,22 @@ async def test_a_result_held_for_query_wait_is_cut_at_the_held_byte_cap(
     assert job["status"] == "COMPLETE" and job["summary"]["truncated"] is True
     assert 150 <= kept <= 200
     assert [row["n"] for row in arrow_rows(job)] == list(range(1, kept + 1))
+
+
+async def test_a_short_but_wide_result_held_for_query_wait_is_cut_too(
+    api: httpx.AsyncClient, connection_id: str, services: Services
+) -> None:
+    services.settings = services.settings.with_overrides(held_result_max_bytes=20_000)
+    sql = "select g as n, array[repeat('x', 1000)] as wide"
+    sql += " from generate_series(1, 50) g, pg_sleep(0.5)"  # under the threshold
+    first = await run(api, connection_id, sql, waitSeconds=0)
+    [job_id] = lines_of(first)[-1]["remaining_job_ids"]
+
+    waited = await api.get("/api/v1/query/wait", params={"jobIds": job_id})
+
+    job = lines_of(waited)[0]
+    assert job["summary"]["truncated"] is True
+    assert 15 <= job["summary"]["row_count"] <= 20
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import time
 import uuid
-from datetime import date
+from datetime import date, timedelta
 from datetime import time as dt_time
 from decimal import Decimal
 
@@ -101,6 +101,42 @@ async def test_dates_and_times_python_cannot_hold_come_back_as_text(
     assert result.rows[0] == ("infinity", "-infinity", "24:00:00", "infinity")
     assert result.rows[1][1:3] == (date(2024, 1, 2), dt_time(12, 0))
     assert table.column("moment").to_pylist()[0] == "infinity"
+
+
+async def test_a_database_with_other_date_and_interval_styles_still_reads(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec
+) -> None:
+    await registry.run(
+        postgres_spec,
+        f"alter database {postgres_spec.database} set datestyle = 'SQL, DMY'",
+    )
+    await registry.run(
+        postgres_spec,
+        f"alter database {postgres_spec.database} set intervalstyle = 'sql_standard'",
+    )
+    fresh = dataclasses.replace(postgres_spec, id=str(uuid.uuid4()))
+
+    result = await registry.run(
+        fresh,
+        "select date '2024-02-03', interval '1 day 2 hours',"
+        " current_setting('datestyle')",
+    )
+
+    assert result.rows == [(date(2024, 2, 3), timedelta(days=1, hours=2), "ISO, DMY")]
+
+
+async def test_intervals_beyond_timedelta_and_ranges_keep_their_text(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec
+) -> None:
+    result = await registry.run(
+        postgres_spec,
+        "select interval '178000000 years', interval '-3000000 years 2 mons',"
+        " '[,5)'::int4range, '(,)'::daterange, '{[1,2]}'::int4multirange",
+    )
+
+    assert result.rows == [
+        ("178000000 years", "-2999999 years -10 mons", "(,5)", "(,)", "{[1,3)}")
+    ]
 
 
 async def test_limit_truncates_and_says_so(

@@ -21,7 +21,7 @@ from pointsman.api.connections import live_connection
 from pointsman.api.http import call, dumps, read_json, respond
 from pointsman.engines import results
 from pointsman.engines.spec import QueryResult
-from pointsman.engines.streams import RowStream
+from pointsman.engines.streams import RowStream, cut
 from pointsman.errors import (
     NotFound,
     PointsmanError,
@@ -157,23 +157,29 @@ async def _execute(
             if job is not None and not job.detached:
                 job.finish = outcome
                 return result
-            # Held for query/wait: bounded, so that results nobody collects
-            # cannot fill the server's memory.
-            settings = services.settings
-            result = await result.read_all(
-                settings.held_result_max_rows, settings.held_result_max_bytes
-            )
+            # Held for query/wait: bounded (and read no further), so that
+            # results nobody collects cannot fill the server's memory.
+            result = await result.read_all(*_held_limits(services))
     except PointsmanError as exc:
         outcome(_status_of(exc), exc, None)
         raise
     except asyncio.CancelledError:
         outcome("CANCELLED", None, None)
         raise
-    except BaseException:
+    except BaseException as exc:
+        log.error("a query failed: unhandled %s", type(exc).__name__)
         outcome("ERROR", PointsmanError(), None)
         raise
+    job = jobs.get(job_id)
+    if job is not None and job.detached:
+        result = cut(result, *_held_limits(services))
     outcome("COMPLETE", None, result.row_count)
     return result
+
+
+def _held_limits(services: Services) -> tuple[int, int]:
+    settings = services.settings
+    return settings.held_result_max_rows, settings.held_result_max_bytes
 
 
 def job_line(job: Job) -> dict[str, Any]:

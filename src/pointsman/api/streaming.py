@@ -293,6 +293,10 @@ async def job_line(
     except asyncio.CancelledError:
         status = "CANCELLED"
         raise
+    except Exception as exc:  # the line still ends as a job, then the footer
+        log.error("a streamed result failed: unhandled %s", type(exc).__name__)
+        status, error = "ERROR", PointsmanError()
+        yield b"]" if result_type == "json" else b'"'
     finally:
         await close_quietly(result)
         finish(status, error, result.row_count)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any, cast
@@ -85,16 +86,46 @@ class _BeyondPythonAsText(Loader):
     def load(self, data: Buffer) -> Any:
         try:
             return self._load(data)
-        except psycopg.DataError:
+        except (psycopg.DataError, NotImplementedError):
+            # NotImplementedError: a style psycopg cannot read, set by the
+            # statement itself (the session's own is reset to one it can).
             return bytes(data).decode()
+
+
+class _IntervalOrText(_BeyondPythonAsText):
+    """An interval, or its text when it is beyond ``timedelta`` (about 2.7
+    million years): psycopg's own loader wraps such years around silently."""
+
+    def load(self, data: Buffer) -> Any:
+        text = bytes(data)
+        if b"y" in text or b"mon" in text:
+            days = sum(
+                int(number) * _DAYS_PER[unit[:3]]
+                for number, unit in _INTERVAL_PARTS.findall(text)
+            )
+            if abs(days) > _MAX_TIMEDELTA_DAYS:
+                return text.decode()
+        return super().load(data)
+
+
+_INTERVAL_PARTS = re.compile(rb"(-?\d+) (years?|mons?|days?)")
+_DAYS_PER = {b"yea": 365, b"mon": 30, b"day": 1}
+_MAX_TIMEDELTA_DAYS = 999_999_999
 
 
 # JSON stays text: a result column is declared "string", not a Python dict.
 _ADAPTERS = AdaptersMap(psycopg.adapters)
 _ADAPTERS.register_loader("json", TextLoader)
 _ADAPTERS.register_loader("jsonb", TextLoader)
-for _name in ("date", "time", "timetz", "timestamp", "timestamptz", "interval"):
+for _name in ("date", "time", "timetz", "timestamp", "timestamptz"):
     _ADAPTERS.register_loader(_name, _BeyondPythonAsText)
+_ADAPTERS.register_loader("interval", _IntervalOrText)
+# Ranges in PostgreSQL's own spelling, ``[1,5)``, not Python's.
+for _name in ("int4range", "int8range", "numrange", "daterange", "tsrange"):
+    _ADAPTERS.register_loader(_name, TextLoader)
+    _ADAPTERS.register_loader(_name.replace("range", "multirange"), TextLoader)
+_ADAPTERS.register_loader("tstzrange", TextLoader)
+_ADAPTERS.register_loader("tstzmultirange", TextLoader)
 
 _ARROW_BY_OID = {
     16: "bool",
@@ -276,9 +307,15 @@ class PostgresEngine(Engine):
 
 
 def session_settings(spec: ConnectionSpec) -> SQL | Composed:
-    """``set statement_timeout`` and (with a default schema) ``search_path``."""
+    """``set statement_timeout``, the date and interval output styles psycopg
+    reads (a database or role may set others: ``DateStyle`` keeps its day
+    and month order), and (with a default schema) ``search_path``."""
     timeout_ms = Literal(spec.query_timeout_seconds * 1000)
-    statements = [SQL("set statement_timeout = {}").format(timeout_ms)]
+    statements = [
+        SQL("set statement_timeout = {}").format(timeout_ms),
+        SQL("set datestyle to 'ISO'"),
+        SQL("set intervalstyle to 'postgres'"),
+    ]
     if spec.default_schema:
         schema = Identifier(spec.default_schema)
         statements.append(SQL("set search_path to {}").format(schema))

@@ -11,6 +11,7 @@ batch by batch and must close.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from decimal import Decimal
 from typing import Any
 
 from pointsman.engines.spec import Column, QueryResult
@@ -71,24 +72,21 @@ class RowStream:
     async def read_all(
         self, max_rows: int | None = None, max_bytes: int | None = None
     ) -> QueryResult:
-        """The rest of the rows in memory, and the stream closed. No more
-        than ``max_rows`` rows, nor (roughly: text and bytes by their length,
-        anything else as 8) ``max_bytes`` of values: either cuts the result
-        as a limit does."""
+        """The rest of the rows in memory, and the stream closed; no more
+        than ``max_rows`` rows and ``max_bytes`` (see :func:`cut`), which cut
+        the result as a limit does, and stop reading it."""
         if max_rows is not None and (self._limit is None or max_rows < self._limit):
             self._limit = max_rows
         rows: list[tuple[Any, ...]] = []
         size = 0
         try:
             async for batch in self.batches():
-                if max_bytes is not None:
-                    kept, size = _rows_within(batch, size, max_bytes)
-                    if kept < len(batch):
-                        rows.extend(batch[:kept])
-                        self.row_count -= len(batch) - kept
-                        self.truncated = True
-                        break
-                rows.extend(batch)
+                kept, size = _within(batch, size, max_bytes)
+                rows.extend(batch[:kept])
+                if kept < len(batch):
+                    self.row_count -= len(batch) - kept
+                    self.truncated = True
+                    break
         finally:
             await self.aclose()
         return QueryResult(self.columns, rows, truncated=self.truncated)
@@ -103,23 +101,39 @@ class RowStream:
                 on_close()
 
 
-def _row_size(row: tuple[Any, ...]) -> int:
-    return sum(
-        len(value) if isinstance(value, str | bytes | bytearray) else 8 for value in row
-    )
+def cut(result: QueryResult, max_rows: int, max_bytes: int) -> QueryResult:
+    """The result within ``max_rows`` rows and roughly ``max_bytes`` of
+    values (text and bytes by their length, anything else as 8), cut as a
+    limit cuts it."""
+    kept, _ = _within(result.rows[:max_rows], 0, max_bytes)
+    if kept == len(result.rows):
+        return result
+    return QueryResult(result.columns, result.rows[:kept], truncated=True)
 
 
-def _rows_within(
-    batch: list[tuple[Any, ...]], size: int, max_bytes: int
+def _within(
+    rows: list[tuple[Any, ...]], size: int, max_bytes: int | None
 ) -> tuple[int, int]:
-    """How many of the batch's first rows keep ``size`` within ``max_bytes``,
-    and the size with them."""
-    for index, row in enumerate(batch):
-        grown = size + _row_size(row)
+    """How many of the first rows keep ``size`` within ``max_bytes``, and
+    the size with them."""
+    if max_bytes is None:
+        return len(rows), size
+    for index, row in enumerate(rows):
+        grown = size + _size(row)
         if grown > max_bytes:
             return index, size
         size = grown
-    return len(batch), size
+    return len(rows), size
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, str | bytes | bytearray):
+        return len(value)
+    if isinstance(value, list | tuple):
+        return 8 + sum(map(_size, value))
+    if isinstance(value, Decimal):
+        return 8 + len(value.as_tuple().digits)
+    return 8
 
 
 async def collect(
