@@ -151,6 +151,7 @@ async def test_a_pool_setting_set_to_null_goes_back_to_its_default(
         ("maxQueuedQueries", 1.5, "Expected number"),
         ("acquireTimeoutSeconds", 0, "Must be between 0.05 and 600.0"),
         ("acquireTimeoutSeconds", "soon", "Expected number"),
+        ("acquireTimeoutSeconds", "nan", "Must be between 0.05 and 600.0"),
     ],
 )
 async def test_a_pool_setting_out_of_bounds_is_refused(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pointsman.api.http import dumps
@@ -35,6 +36,8 @@ class ErrorEdge:
 
         try:
             await self.app(scope, limited(receive), tracking_send)
+        except ClientDisconnect:
+            log.info("the client went away before sending its whole request")
         except Exception as exc:
             log.error(
                 "unhandled %s on %s %s",

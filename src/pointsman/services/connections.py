@@ -162,6 +162,11 @@ def _pool_setting(body: dict[str, Any], field: str) -> float | None:
         return None
     low, high = POOL_SETTINGS[field]
     if field == "acquireTimeoutSeconds":
+        if isinstance(value, str) and value.strip().isascii():
+            try:
+                value = float(value)
+            except ValueError:
+                raise ValidationFailed(field, "Expected number") from None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValidationFailed(field, "Expected number")
         if not low <= value <= high:  # NaN is never within
