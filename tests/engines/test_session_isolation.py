@@ -39,6 +39,18 @@ async def run_all(registry: EngineRegistry, spec: ConnectionSpec, *sqls: str) ->
 # -- PostgreSQL ---------------------------------------------------------------
 
 
+async def outside(spec: ConnectionSpec) -> psycopg.AsyncConnection[Any]:
+    """A connection of the test's own to the spec's database, not pooled."""
+    return await psycopg.AsyncConnection.connect(
+        host=spec.host,
+        port=spec.port,
+        user=spec.username,
+        dbname=spec.database,
+        password=spec.password,
+        autocommit=True,
+    )
+
+
 async def test_postgres_session_state_does_not_reach_the_next_user(
     registry: EngineRegistry, postgres_spec: ConnectionSpec
 ) -> None:
@@ -119,14 +131,7 @@ async def test_postgres_transaction_left_open_is_rolled_back(
     await run_all(registry, spec, "begin", "insert into t values (1)")
     await run_all(registry, spec, "begin", "insert into t values (2)")
 
-    async with await psycopg.AsyncConnection.connect(
-        host=spec.host,
-        port=spec.port,
-        user=spec.username,
-        dbname=spec.database,
-        password=spec.password,
-        autocommit=True,
-    ) as other:
+    async with await outside(spec) as other:
         cursor = await other.execute("select id from t order by id")
         assert await cursor.fetchall() == [(1,), (2,)]
     stats = registry.pool_stats(spec.id)
@@ -153,14 +158,7 @@ async def test_postgres_session_whose_reset_fails_is_not_reused(
 
 
 async def terminate_sessions(spec: ConnectionSpec, pids: list[int]) -> None:
-    async with await psycopg.AsyncConnection.connect(
-        host=spec.host,
-        port=spec.port,
-        user=spec.username,
-        dbname=spec.database,
-        password=spec.password,
-        autocommit=True,
-    ) as other:
+    async with await outside(spec) as other:
         for pid in pids:
             await other.execute("select pg_terminate_backend(%s)", (pid,))
 
