@@ -275,18 +275,25 @@ async def test_a_long_result_left_running_is_collected_by_query_wait(
     assert await pool_in_use(api, connection_id) == 0
 
 
+async def held_then_collected(
+    api: httpx.AsyncClient, connection_id: str, sql: str
+) -> dict[str, Any]:
+    """The job line of ``sql`` left running by query/run, from query/wait."""
+    first = await run(api, connection_id, sql, waitSeconds=0)
+    [job_id] = lines_of(first)[-1]["remaining_job_ids"]
+    waited = await api.get("/api/v1/query/wait", params={"jobIds": job_id})
+    job: dict[str, Any] = lines_of(waited)[0]
+    return job
+
+
 async def test_a_result_held_for_query_wait_is_cut_at_the_held_row_cap(
     api: httpx.AsyncClient, connection_id: str, services: Services
 ) -> None:
     services.settings = services.settings.with_overrides(held_result_max_rows=1200)
     sql = "select g as n, 'row ' || g as label from generate_series(1, 5000) g, "
     sql += "pg_sleep(0.5)"
-    first = await run(api, connection_id, sql, waitSeconds=0)
-    [job_id] = lines_of(first)[-1]["remaining_job_ids"]
+    job = await held_then_collected(api, connection_id, sql)
 
-    waited = await api.get("/api/v1/query/wait", params={"jobIds": job_id})
-
-    job = lines_of(waited)[0]
     assert job["status"] == "COMPLETE"
     assert job["summary"]["truncated"] is True
     assert job["summary"]["row_count"] == 1200
@@ -300,12 +307,8 @@ async def test_a_result_held_for_query_wait_is_cut_at_the_held_byte_cap(
     services.settings = services.settings.with_overrides(held_result_max_bytes=200_000)
     sql = "select g as n, repeat('x', 1000) as wide from generate_series(1, 5000) g, "
     sql += "pg_sleep(0.5)"
-    first = await run(api, connection_id, sql, waitSeconds=0)
-    [job_id] = lines_of(first)[-1]["remaining_job_ids"]
+    job = await held_then_collected(api, connection_id, sql)
 
-    waited = await api.get("/api/v1/query/wait", params={"jobIds": job_id})
-
-    job = lines_of(waited)[0]
     kept = job["summary"]["row_count"]
     assert job["status"] == "COMPLETE" and job["summary"]["truncated"] is True
     assert 150 <= kept <= 200
@@ -318,12 +321,8 @@ async def test_a_short_but_wide_result_held_for_query_wait_is_cut_too(
     services.settings = services.settings.with_overrides(held_result_max_bytes=20_000)
     sql = "select g as n, array[repeat('x', 1000)] as wide"
     sql += " from generate_series(1, 50) g, pg_sleep(0.5)"  # under the threshold
-    first = await run(api, connection_id, sql, waitSeconds=0)
-    [job_id] = lines_of(first)[-1]["remaining_job_ids"]
+    job = await held_then_collected(api, connection_id, sql)
 
-    waited = await api.get("/api/v1/query/wait", params={"jobIds": job_id})
-
-    job = lines_of(waited)[0]
     assert job["summary"]["truncated"] is True
     assert 15 <= job["summary"]["row_count"] <= 20
 

@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
+from outside import outside
 
 from pointsman.engines import ConnectionSpec, EngineRegistry
 from pointsman.engines.limits import PoolLimits
@@ -301,15 +301,7 @@ async def test_200_users_over_50_environments_stay_within_the_caps(
 
 async def server_connections(spec: ConnectionSpec) -> int:
     """Sessions pointsman holds open in ``spec``'s database right now."""
-    conn = await psycopg.AsyncConnection.connect(
-        host=spec.host,
-        port=spec.port,
-        user=spec.username,
-        password=spec.password,
-        dbname=spec.database,
-        autocommit=True,
-    )
-    async with conn:
+    async with await outside(spec) as conn:
         cursor = await conn.execute(
             "select count(*) from pg_stat_activity"
             " where datname = %s and application_name = 'pointsman'",

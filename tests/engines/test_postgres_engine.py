@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+from outside import outside
 
 from pointsman.engines import ConnectionSpec, EngineRegistry, results
 from pointsman.errors import (
@@ -27,15 +28,7 @@ FAKE_PASSWORD = "Pw-never-shown-7f3a9c"
 
 async def _active_statements(spec: ConnectionSpec, marker: str) -> int:
     """How many statements containing ``marker`` run on the server now."""
-    conn = await psycopg.AsyncConnection.connect(
-        host=spec.host,
-        port=spec.port,
-        user=spec.username,
-        dbname=spec.database,
-        password=spec.password,
-        autocommit=True,
-    )
-    async with conn:
+    async with await outside(spec) as conn:
         cursor = await conn.execute(
             "select count(*) from pg_stat_activity where state = 'active'"
             " and pid <> pg_backend_pid() and query like %s",

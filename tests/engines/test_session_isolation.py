@@ -14,9 +14,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-import psycopg
 import pymysql
 import pytest
+from outside import outside
 
 from pointsman.engines import ConnectionSpec, EngineRegistry, postgres
 from pointsman.engines.postgres import PostgresEngine
@@ -37,18 +37,6 @@ async def run_all(registry: EngineRegistry, spec: ConnectionSpec, *sqls: str) ->
 
 
 # -- PostgreSQL ---------------------------------------------------------------
-
-
-async def outside(spec: ConnectionSpec) -> psycopg.AsyncConnection[Any]:
-    """A connection of the test's own to the spec's database, not pooled."""
-    return await psycopg.AsyncConnection.connect(
-        host=spec.host,
-        port=spec.port,
-        user=spec.username,
-        dbname=spec.database,
-        password=spec.password,
-        autocommit=True,
-    )
 
 
 async def test_postgres_session_state_does_not_reach_the_next_user(
