@@ -74,8 +74,8 @@ class _BeyondPythonAsText(Loader):
     """A date, time or interval as psycopg loads it, or as its text where
     Python's types cannot hold it (``infinity``, ``-infinity``, years past
     9999 or before 1, ``24:00``, intervals of millions of years), instead of
-    failing the whole query. Such a column
-    is then text in Arrow, as a column of mixed kinds is."""
+    failing the whole query. Such a column is then text in Arrow, as a
+    column of mixed kinds is."""
 
     def __init__(self, oid: int, context: AdaptContext | None = None):
         super().__init__(oid, context)
@@ -214,8 +214,8 @@ class PostgresEngine(Engine):
     async def _give_back(self, conn: AsyncConnection[Any]) -> None:
         """Send the reset for the next user, or close the session if it cannot
         be reset. The reset is not waited for here: the next user takes its
-        answer, which by then has usually arrived, so a query costs one
-        round trip, not two."""
+        answer, which by then has usually arrived, so no response waits for
+        it (it still costs one more write to the server per query)."""
         reusable = False
         try:
             async with asyncio.timeout(MAX_RESET_SECONDS):
