@@ -143,7 +143,21 @@ async def test_the_json_only_shape_streams_too(
     assert arrow_rows(job) == expected(500)
 
 
-@pytest.mark.parametrize("rows", [5, 2500])
+@pytest.mark.parametrize(
+    "rows",
+    [
+        pytest.param(
+            0,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="psycopg's stream() drops the column description of a "
+                "result without rows, so an empty result in CSV has no header",
+            ),
+        ),
+        5,
+        2500,
+    ],
+)
 async def test_accept_text_csv_returns_the_raw_csv(
     api: httpx.AsyncClient, connection_id: str, rows: int
 ) -> None:
@@ -156,21 +170,7 @@ async def test_accept_text_csv_returns_the_raw_csv(
     assert records[1:] == [[str(n), f"row {n}"] for n in range(1, rows + 1)]
 
 
-@pytest.mark.parametrize(
-    "rows",
-    [
-        pytest.param(
-            0,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="psycopg's stream() drops the column description of a "
-                "result without rows, so an empty PostgreSQL result has no columns",
-            ),
-        ),
-        5,
-        2500,
-    ],
-)
+@pytest.mark.parametrize("rows", [0, 5, 2500])
 async def test_accept_arrow_stream_returns_the_raw_ipc_stream(
     api: httpx.AsyncClient, connection_id: str, rows: int
 ) -> None:

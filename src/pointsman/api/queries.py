@@ -138,6 +138,7 @@ async def _execute(
     runner_id: str,
     route: Route,
     request: queries.RunRequest,
+    arrow: bool,
 ) -> QueryResult | RowStream:
     """Run the query. A result longer than the stream threshold comes back
     open, for the response to stream (and record when it ends), unless no
@@ -151,6 +152,7 @@ async def _execute(
             request.sql,
             limit=request.limit,
             threshold=services.settings.stream_threshold_rows,
+            arrow=arrow,
         )
         if isinstance(result, RowStream):
             job = jobs.get(job_id)
@@ -286,6 +288,10 @@ async def run_query(request: Request) -> Response:
     if run.plan_only:
         return planned(job_id, route, run.sql, plain)
 
+    raw = streaming.raw_type(request.headers.get("accept", ""))
+    arrow = raw == streaming.ARROW_STREAM or (
+        raw is None and run.result_type not in ("json", "csv")
+    )
     jobs: Jobs = request.app.state.jobs
     job = jobs.submit(
         job_id=job_id,
@@ -293,7 +299,7 @@ async def run_query(request: Request) -> Response:
         route=route,
         sql=run.sql,
         result_type=run.result_type,
-        work=lambda: _execute(who, jobs, job_id, runner.user.id, route, run),
+        work=lambda: _execute(who, jobs, job_id, runner.user.id, route, run, arrow),
     )
     wait = run.wait_seconds
     if wait is None:
@@ -303,7 +309,6 @@ async def run_query(request: Request) -> Response:
         _abandon(job)
         jobs.discard(job.id)
         return Response(status_code=499)
-    raw = streaming.raw_type(request.headers.get("accept", ""))
     if not job.task.done():
         job.detached = True
         return _still_running(job, plain or raw is not None)

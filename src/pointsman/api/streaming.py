@@ -29,7 +29,7 @@ from starlette.types import Message, Receive, Scope, Send
 from pointsman.api.http import dumps
 from pointsman.engines import results
 from pointsman.engines.spec import Column, QueryResult
-from pointsman.engines.streams import RowStream
+from pointsman.engines.streams import ArrowStream, RowStream
 from pointsman.errors import PointsmanError
 
 log = logging.getLogger(__name__)
@@ -228,15 +228,43 @@ async def raw_csv(result: Result, finish: Finish) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def raw_arrow(result: Result, finish: Finish) -> AsyncIterator[bytes]:
-    async def body() -> AsyncIterator[bytes]:
-        encoder = ArrowEncoder(result.columns, _first_rows(result))
-        yield encoder.header()
-        async for batch in row_batches(result):
-            yield encoder.rows(batch)
-        yield encoder.finish()
+async def arrow_ipc(result: Result) -> AsyncIterator[bytes]:
+    """The result as an Arrow IPC stream, part by part: tables the driver
+    read into Arrow as they are, rows through :class:`ArrowEncoder`."""
+    if isinstance(result, ArrowStream):
+        async for part in _ipc(result.schema, result.tables()):
+            yield part
+        return
+    if isinstance(result, QueryResult) and result.table is not None:
+        async for part in _ipc(result.table.schema, _one(result.table)):
+            yield part
+        return
+    encoder = ArrowEncoder(result.columns, _first_rows(result))
+    yield encoder.header()
+    async for batch in row_batches(result):
+        yield encoder.rows(batch)
+    yield encoder.finish()
 
-    async for chunk in _finishing(result, body(), finish):
+
+async def _ipc(
+    schema: pa.Schema, tables: AsyncIterator[pa.Table]
+) -> AsyncIterator[bytes]:
+    sink = _Chunks()
+    writer = pa.ipc.new_stream(sink, schema)
+    yield sink.take()
+    async for table in tables:
+        writer.write_table(table)
+        yield sink.take()
+    writer.close()
+    yield sink.take()
+
+
+async def _one(table: pa.Table) -> AsyncIterator[pa.Table]:
+    yield table
+
+
+async def raw_arrow(result: Result, finish: Finish) -> AsyncIterator[bytes]:
+    async for chunk in _finishing(result, arrow_ipc(result), finish):
         yield chunk
 
 
@@ -335,12 +363,10 @@ async def _csv_string(result: Result) -> AsyncIterator[bytes]:
 
 async def _arrow_string(result: Result) -> AsyncIterator[bytes]:
     yield b'"'
-    encoder = ArrowEncoder(result.columns, _first_rows(result))
     text = Base64Text()
-    yield text.feed(encoder.header())
-    async for batch in row_batches(result):
-        yield text.feed(encoder.rows(batch))
-    yield text.feed(encoder.finish()) + text.finish() + b'"'
+    async for part in arrow_ipc(result):
+        yield text.feed(part)
+    yield text.finish() + b'"'
 
 
 def _json_string_body(text: str) -> bytes:

@@ -16,7 +16,7 @@ import math
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Coroutine, Hashable, Iterable, Sequence
 from datetime import date, datetime, timedelta
 from datetime import time as clock_time
 from decimal import Decimal
@@ -158,6 +158,12 @@ class Engine(ABC):
         statement through :meth:`_run_admitted` and keeps the whole result."""
         return None
 
+    def _open_arrow_batches(self, sql: str, acquire_deadline: float) -> Batches | None:
+        """Like :meth:`_open_batches`, for a result wanted in Arrow, from a
+        driver that reads results straight into Arrow; None (the default)
+        where it does not."""
+        return None
+
     async def _close_shared(self) -> None:
         """Close what all connections share (nothing, unless overridden)."""
         return None
@@ -177,11 +183,18 @@ class Engine(ABC):
         return result
 
     async def stream(
-        self, sql: str, *, limit: int | None, threshold: int | None
+        self,
+        sql: str,
+        *,
+        limit: int | None,
+        threshold: int | None,
+        arrow: bool = False,
     ) -> QueryResult | RowStream:
         """Like :meth:`run`, but a result longer than ``threshold`` rows comes
         back as an open :class:`RowStream` (holding its connection and its
-        concurrency slot until closed), where the driver can stream."""
+        concurrency slot until closed), where the driver can stream.
+        ``arrow``: the result is wanted in Arrow, which a driver may read
+        into Arrow directly (``QueryResult.table``, ``ArrowStream``)."""
         self.touch()
         loop = asyncio.get_running_loop()
         acquire_deadline = loop.time() + self.limits.acquire_timeout_seconds
@@ -196,7 +209,11 @@ class Engine(ABC):
 
         try:
             self._fail_fast_if_down()
-            source = self._open_batches(sql, acquire_deadline)
+            source = None
+            if arrow:
+                source = self._open_arrow_batches(sql, acquire_deadline)
+            if source is None:
+                source = self._open_batches(sql, acquire_deadline)
         except BaseException:
             leave()
             raise
@@ -207,10 +224,13 @@ class Engine(ABC):
                 leave()
         return await collect(source, limit, threshold, leave)
 
-    async def acquire(self, deadline: float) -> Any:
-        """A pooled connection, with the pool's failures made client-safe."""
+    async def acquire(
+        self, deadline: float, kind: Hashable = None, *, accept_other: bool = False
+    ) -> Any:
+        """A pooled connection (of ``kind``, see :class:`Pool`), with the
+        pool's failures made client-safe."""
         try:
-            return await self.pool.acquire(deadline)
+            return await self.pool.acquire(deadline, kind, accept_other=accept_other)
         except PoolTimeout as exc:
             self.counters["acquireTimeouts"] += 1
             raise failures.busy(
@@ -245,7 +265,11 @@ class Engine(ABC):
             self.counters["fastFailures"] += 1
             raise DatabaseUnavailableError(self.backoff.detail)
 
-    async def _connect_guarded(self) -> Any:
+    async def _open_kind(self, kind: Hashable) -> Any:
+        """Open one connection of ``kind`` (drivers with one kind ignore it)."""
+        return await self._open_connection()
+
+    async def _connect_guarded(self, kind: Hashable = None) -> Any:
         """Open a connection unless connecting is known to fail right now."""
         if self.retired:
             raise EngineRetired
@@ -255,7 +279,7 @@ class Engine(ABC):
             raise DatabaseUnavailableError(self.backoff.detail)
         self.backoff.attempt()
         try:
-            conn = await self._open_connection()
+            conn = await self._open_kind(kind)
         except DatabaseUnavailableError as exc:
             self._connect_failed(started, exc)
             raise

@@ -8,6 +8,13 @@ waiting request, closes connections idle or alive past their limits, and asks
 the :class:`ConnectionBudget` before it opens one, so that all pools of a
 process together stay under one cap.
 
+A pool may hold connections of more than one *kind* (PostgreSQL keeps
+psycopg sessions and ADBC sessions for Arrow results in one pool, under one
+size): a request names the kind it wants, takes an idle one of that kind, or
+opens one while there is room; when there is none it can take another kind
+(``accept_other``) or have an idle or handed-over connection of another kind
+closed and its own opened in its place.
+
 Everything here runs on the event loop: no locks, and every wait is a future
 in a first-in, first-out line that a releasing task resolves directly.
 """
@@ -19,7 +26,7 @@ import logging
 import time
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -153,6 +160,7 @@ class _Pooled(Generic[C]):
     conn: C
     created_at: float
     idle_since: float
+    kind: Hashable = None
 
 
 class _Slot:
@@ -171,7 +179,7 @@ class Pool(Generic[C]):
         size: int,
         max_size: int,
         budget: ConnectionBudget,
-        connect: Callable[[], Awaitable[C]],
+        connect: Callable[[Hashable], Awaitable[C]],
         disconnect: Callable[[C], Awaitable[None]],
         alive: Callable[[C], bool],
         max_idle_seconds: float,
@@ -206,27 +214,47 @@ class Pool(Generic[C]):
 
     # -- taking and giving back ---------------------------------------------------
 
-    async def acquire(self, deadline: float | None) -> C:
-        """A connection, opened if needed, before ``deadline`` (loop time).
+    async def acquire(
+        self,
+        deadline: float | None,
+        kind: Hashable = None,
+        *,
+        accept_other: bool = False,
+    ) -> C:
+        """A connection of ``kind``, opened if needed, before ``deadline``
+        (loop time); with ``accept_other``, an idle or handed-over connection
+        of another kind rather than none (the caller looks at what it got).
 
         Raises PoolTimeout, BudgetTimeout, PoolClosed, or whatever ``connect``
         raises.
         """
         if self._is_closed:
             raise PoolClosed
-        record = self._take_idle()
+        record = self._take_idle(kind)
         if record is not None:
             return record.conn
         if self.size < self.max_size and not self._line:
             self._connecting += 1
-            return (await self._open(deadline)).conn
+            return (await self._open(deadline, kind)).conn
+        if self._idle:
+            other = self._take_idle(None, any_kind=True)
+            if other is not None:
+                if accept_other:
+                    return other.conn
+                return (await self._swap(other, deadline, kind)).conn
         try:
             got = await self._line.wait(deadline, self._give_back)
         except TimeoutError as exc:
             raise PoolTimeout from exc
         if isinstance(got, _Slot):
-            return (await self._open(deadline)).conn
+            return (await self._open(deadline, kind)).conn
+        if got.kind != kind and not accept_other:
+            return (await self._swap(got, deadline, kind)).conn
         return got.conn
+
+    def kind_of(self, conn: C) -> Hashable:
+        record = self._in_use.get(id(conn))
+        return None if record is None else record.kind
 
     def release(self, conn: C, *, reusable: bool = True) -> None:
         """Take ``conn`` back: to a waiter, to the idle set, or closed."""
@@ -306,18 +334,35 @@ class Pool(Generic[C]):
 
     # -- inside -----------------------------------------------------------------
 
-    def _take_idle(self) -> _Pooled[C] | None:
+    def _take_idle(
+        self, kind: Hashable, *, any_kind: bool = False
+    ) -> _Pooled[C] | None:
+        """The most recently used idle connection of ``kind`` (of any kind
+        with ``any_kind``); expired or dead ones met on the way are closed."""
         now = time.monotonic()
-        while self._idle:
-            record = self._idle.pop()
+        for index in range(len(self._idle) - 1, -1, -1):
+            record = self._idle[index]
             if self._expired(record, now) or not self._alive(record.conn):
+                del self._idle[index]
                 self._discard(record)
                 continue
-            self._in_use[id(record.conn)] = record
-            return record
+            if any_kind or record.kind == kind:
+                del self._idle[index]
+                self._in_use[id(record.conn)] = record
+                return record
         return None
 
-    async def _open(self, deadline: float | None) -> _Pooled[C]:
+    async def _swap(
+        self, record: _Pooled[C], deadline: float | None, kind: Hashable
+    ) -> _Pooled[C]:
+        """Close ``record`` (taken, of another kind) and open one of ``kind``
+        in its place, without giving its place to anyone else."""
+        self._in_use.pop(id(record.conn), None)
+        self._closing_task(record.conn)
+        self._connecting += 1
+        return await self._open(deadline, kind)
+
+    async def _open(self, deadline: float | None, kind: Hashable) -> _Pooled[C]:
         """Open a connection in a slot already counted in ``_connecting``."""
         try:
             self._awaiting_budget += 1
@@ -326,7 +371,7 @@ class Pool(Generic[C]):
             finally:
                 self._awaiting_budget -= 1
             try:
-                conn = await self._connect()
+                conn = await self._connect(kind)
             except BaseException:
                 self._budget.release()
                 raise
@@ -337,7 +382,7 @@ class Pool(Generic[C]):
         self._connecting -= 1
         self.opened += 1
         now = time.monotonic()
-        record = _Pooled(conn, created_at=now, idle_since=now)
+        record = _Pooled(conn, created_at=now, idle_since=now, kind=kind)
         self._in_use[id(conn)] = record
         return record
 
@@ -371,10 +416,13 @@ class Pool(Generic[C]):
             self._connecting -= 1
 
     def _discard(self, record: _Pooled[C]) -> None:
-        task = asyncio.get_running_loop().create_task(self._close(record.conn))
+        self._closing_task(record.conn)
+        self._slot_freed()
+
+    def _closing_task(self, conn: C) -> None:
+        task = asyncio.get_running_loop().create_task(self._close(conn))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
-        self._slot_freed()
 
     async def _close(self, conn: C) -> None:
         try:

@@ -18,11 +18,12 @@ import asyncio
 import functools
 import logging
 import re
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Hashable
 from contextlib import aclosing
 from typing import Any, cast
 
 import psycopg
+import pyarrow as pa
 from psycopg import AsyncConnection, generators
 from psycopg.abc import AdaptContext, Buffer
 from psycopg.adapt import AdaptersMap, Loader
@@ -30,10 +31,11 @@ from psycopg.pq import ConnStatus, ExecStatus, Format, TransactionStatus
 from psycopg.sql import SQL, Composed, Identifier, Literal
 from psycopg.types.string import TextLoader
 
-from pointsman.engines import failures
+from pointsman.engines import failures, postgres_arrow
 from pointsman.engines.base import Engine
+from pointsman.engines.postgres_arrow import ArrowSession
 from pointsman.engines.spec import Column, ConnectionSpec
-from pointsman.engines.streams import Batches
+from pointsman.engines.streams import ArrowPart, Batches
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,12 @@ STREAM_CHUNK_ROWS = 1000
 # A reset that takes longer than this means a sick link: it is closed instead.
 MAX_RESET_SECONDS = 5.0
 DEFAULT_PORTS = {"postgres": 5432, "redshift": 5439}
+# The pool kind of ADBC sessions (psycopg sessions are the default kind).
+ARROW_SESSION = "adbc"
+# Statements found not to be read by ADBC, remembered per pool, so that a
+# repeated one goes to psycopg without being described again.
+NOT_ARROW_REMEMBERED = 256
+_ARROW_AVAILABLE = postgres_arrow.available()
 
 _CONNECTION_LOST_STATES = ("08", "57P01", "57P02", "57P03")
 _SYNTAX_ERROR = "42601"
@@ -191,17 +199,28 @@ class PostgresEngine(Engine):
     async def _open_connection(self) -> AsyncConnection[Any]:
         return await _connect(self.spec, configure=session_settings(self.spec))
 
-    async def _close_connection(self, conn: AsyncConnection[Any]) -> None:
+    async def _close_connection(
+        self, conn: AsyncConnection[Any] | ArrowSession
+    ) -> None:
+        if isinstance(conn, ArrowSession):
+            await asyncio.get_running_loop().run_in_executor(None, conn.close)
+            return
         await conn.close()
 
-    def _alive(self, conn: AsyncConnection[Any]) -> bool:
+    def _alive(self, conn: AsyncConnection[Any] | ArrowSession) -> bool:
+        if isinstance(conn, ArrowSession):
+            return True
         return not conn.closed and not conn.broken
 
-    async def acquire(self, deadline: float) -> AsyncConnection[Any]:
+    async def acquire(
+        self, deadline: float, kind: Hashable = None, *, accept_other: bool = False
+    ) -> Any:
         """A pooled session whose reset (sent when its last user gave it
         back) has finished; one whose reset failed is closed and replaced."""
         while True:
-            conn: AsyncConnection[Any] = await super().acquire(deadline)
+            conn = await super().acquire(deadline, kind, accept_other=accept_other)
+            if isinstance(conn, ArrowSession):
+                return conn  # reset when it was given back
             try:
                 settled = await _settled(conn)
             except BaseException:  # cancelled (its client left) mid-reset
@@ -234,16 +253,166 @@ class PostgresEngine(Engine):
         statements = [SQL(statement) for statement in discard]
         return SQL("; ").join([*statements, session_settings(self.spec)])
 
+    # -- Arrow sessions (ADBC) --------------------------------------------------------
+
+    async def _open_kind(self, kind: Hashable) -> Any:
+        if kind == ARROW_SESSION:
+            kwargs = connect_kwargs(self.spec)
+            settings = session_settings(self.spec).as_string()
+            return await ArrowSession.open(self.spec, kwargs, settings)
+        return await self._open_connection()
+
+    @functools.cached_property
+    def _reset_text(self) -> str:
+        """The reset as one string, for an ADBC session (which may be in a
+        transaction its user opened: rolled back first)."""
+        return "rollback; " + self._reset_sql.as_string()
+
+    def _open_arrow_batches(self, sql: str, acquire_deadline: float) -> Batches | None:
+        if (
+            self.spec.dialect != "postgres"
+            or not _ARROW_AVAILABLE
+            or sql in self._not_arrow
+            or not postgres_arrow.is_query(sql)
+        ):
+            return None
+        return self._arrow_batches(sql, acquire_deadline)
+
+    async def _arrow_batches(self, sql: str, acquire_deadline: float) -> Batches:
+        """Record batches read by ADBC, from an Arrow session of the pool;
+        the psycopg path's rows instead where the pool hands over a psycopg
+        session or the statement is not one read here (see
+        :mod:`pointsman.engines.postgres_arrow`)."""
+        conn = await self.acquire(acquire_deadline, ARROW_SESSION, accept_other=True)
+        if not isinstance(conn, ArrowSession):
+            async with aclosing(self._batches(sql, acquire_deadline, conn)) as rows:
+                async for batch in rows:
+                    yield batch
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.spec.query_timeout_seconds + CLIENT_GRACE_SECONDS
+        state = _ArrowRun(conn, self._reset_text)
+        try:
+            columns = await self._arrow_call(state, deadline, state.begin, sql)
+            if columns is None:
+                # Not read here: the psycopg path runs it (nothing ran yet).
+                if state.reusable:
+                    self._remember_not_arrow(sql)
+                self._release_arrow(state)
+                async with aclosing(self._batches(sql, acquire_deadline)) as rows:
+                    async for batch in rows:
+                        yield batch
+                return
+            self.counters["queries"] += 1
+            normalize = functools.partial(_normalize, columns)
+            first = True
+            while True:
+                table = await self._arrow_call(state, deadline, state.next)
+                if table is None and not first:
+                    break
+                if table is None:
+                    assert state.schema is not None
+                    table = state.schema.empty_table()
+                first = False
+                yield columns, ArrowPart(table, normalize)
+        finally:
+            if not state.released:
+                await self._give_back_arrow(state)
+
+    async def _arrow_call(
+        self, state: _ArrowRun, deadline: float, function: Any, *args: Any
+    ) -> Any:
+        """``function`` in the session's thread, its failures as the psycopg
+        path reports them."""
+        timeout = asyncio.timeout_at(deadline)
+        try:
+            async with timeout:
+                return await state.conn.call(function, *args)
+        except TimeoutError as exc:
+            if not timeout.expired():
+                raise
+            self.counters["queryTimeouts"] += 1
+            logger.warning("cancelled a query past its timeout on %s", self.spec)
+            raise failures.timed_out(self.spec) from exc
+        except Exception as exc:
+            read = postgres_arrow.read_failure(exc)
+            if read is not None:
+                raise self._read_failed(state, read, exc) from exc
+            if not postgres_arrow.is_driver_error(exc):
+                state.reusable = False
+                raise
+            if postgres_arrow.is_timeout(exc):
+                self.counters["queryTimeouts"] += 1
+                logger.warning("statement_timeout cancelled a query on %s", self.spec)
+                raise failures.timed_out(self.spec) from exc
+            if postgres_arrow.connection_lost(exc):
+                state.reusable = False
+                self.connection_lost()
+                raise failures.connection_lost(self.spec, exc) from exc
+            self.counters["queryFailures"] += 1
+            raise failures.query_failed(self.spec, postgres_arrow.message(exc)) from exc
+
+    def _read_failed(
+        self, state: _ArrowRun, read: tuple[str, str], exc: BaseException
+    ) -> Exception:
+        """The error for a failure met while reading rows (see
+        :func:`postgres_arrow.read_failure`)."""
+        kind, message = read
+        if kind == "lost":
+            state.reusable = False
+            self.connection_lost()
+            return failures.connection_lost(self.spec, exc)
+        if "statement timeout" in message:
+            self.counters["queryTimeouts"] += 1
+            logger.warning("statement_timeout cancelled a query on %s", self.spec)
+            return failures.timed_out(self.spec)
+        self.counters["queryFailures"] += 1
+        return failures.query_failed(self.spec, message)
+
+    def _remember_not_arrow(self, sql: str) -> None:
+        if len(self._not_arrow) >= NOT_ARROW_REMEMBERED:
+            self._not_arrow.pop(next(iter(self._not_arrow)))
+        self._not_arrow[sql] = None
+
+    @functools.cached_property
+    def _not_arrow(self) -> dict[str, None]:
+        """Statements lately found not to be read by ADBC, oldest first."""
+        return {}
+
+    def _release_arrow(self, state: _ArrowRun) -> None:
+        state.released = True
+        self.pool.release(state.conn, reusable=state.reusable)
+
+    async def _give_back_arrow(self, state: _ArrowRun) -> None:
+        """Stop what is left of the statement, reset the session for the next
+        user (in its thread), and give it back; closed if either fails."""
+        try:
+            if not state.settled and state.reusable:
+                async with asyncio.timeout(MAX_RESET_SECONDS):
+                    await state.conn.call(state.settle)
+        except (TimeoutError, Exception):
+            logger.debug("resetting an ADBC session failed", exc_info=True)
+            state.reusable = False
+        finally:
+            self._release_arrow(state)
+
     # -- running -------------------------------------------------------------------
 
     def _open_batches(self, sql: str, acquire_deadline: float) -> Batches:
         return self._batches(sql, acquire_deadline)
 
-    async def _batches(self, sql: str, acquire_deadline: float) -> Batches:
-        """Rows in batches of ``STREAM_CHUNK_ROWS`` from one pooled session,
-        given back (reset) when the generator closes; closing early cancels
-        the rest of the statement on the server."""
-        conn = await self.acquire(acquire_deadline)
+    async def _batches(
+        self,
+        sql: str,
+        acquire_deadline: float,
+        conn: AsyncConnection[Any] | None = None,
+    ) -> Batches:
+        """Rows in batches of ``STREAM_CHUNK_ROWS`` from one pooled session
+        (``conn``, if already taken), given back (reset) when the generator
+        closes; closing early cancels the rest of the statement on the
+        server."""
+        if conn is None:
+            conn = await self.acquire(acquire_deadline)
         deadline = asyncio.get_running_loop().time() + (
             self.spec.query_timeout_seconds + CLIENT_GRACE_SECONDS
         )
@@ -451,3 +620,67 @@ def _query_error(spec: ConnectionSpec, exc: psycopg.Error) -> Exception:
     if exc.sqlstate == _SYNTAX_ERROR and "multiple commands" in str(exc):
         return failures.one_statement_only(spec)
     return failures.query_failed(spec, str(exc))
+
+
+class _ArrowRun:
+    """One statement on an ADBC session, as its thread sees it."""
+
+    def __init__(self, conn: ArrowSession, reset_sql: str) -> None:
+        self.conn = conn
+        self.reset_sql = reset_sql
+        self.reader: Any = None
+        self.schema: pa.Schema | None = None
+        self.reusable = True
+        self.settled = False
+        self.released = False
+
+    def begin(self, sql: str) -> list[Column] | None:
+        """Describe ``sql``; run it if ADBC reads its columns (their declared
+        types), else None. A statement the server refuses to describe is
+        left to psycopg too, which reports it as it does for any format."""
+        try:
+            schema = self.conn.describe(sql)
+        except Exception as exc:
+            if not postgres_arrow.is_driver_error(exc):
+                raise
+            if postgres_arrow.connection_lost(exc):
+                self.reusable = False
+            return None
+        columns = postgres_arrow.columns_of(schema)
+        if columns is None:
+            return None
+        try:
+            self.reader = self.conn.start(sql)
+        except Exception as exc:
+            if postgres_arrow.is_wrapping_error(exc):
+                return None
+            raise
+        self.schema = self.reader.schema
+        return columns
+
+    def next(self) -> pa.Table | None:
+        """The next record batch as a table; None at the end, when the
+        session is also reset (one trip to its thread for both)."""
+        if self.reader is None:
+            return None
+        try:
+            batch = self.reader.read_next_batch()
+        except StopIteration:
+            self.reader = self.conn.reader = None  # read to its end: no cancel
+            self.settle()
+            return None
+        return pa.Table.from_batches([batch])
+
+    def settle(self) -> None:
+        """Stop what is left of the statement, then reset the session."""
+        self.reader = None
+        self.conn.close_reader()
+        self.conn.execute_update(self.reset_sql)
+        self.settled = True
+
+
+def _normalize(
+    columns: list[Column], table: pa.Table, schema: pa.Schema | None
+) -> pa.Table:
+    typed = postgres_arrow.normalize(table, columns, schema)
+    return typed.combine_chunks() if schema is None else typed

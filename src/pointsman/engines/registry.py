@@ -167,6 +167,7 @@ class EngineRegistry:
         *,
         limit: int | None = None,
         threshold: int | None = None,
+        arrow: bool = False,
     ) -> QueryResult | RowStream:
         """Like :meth:`run`, but a result of more than ``threshold`` rows is an
         open :class:`RowStream` (on drivers that can stream) that the caller
@@ -174,7 +175,9 @@ class EngineRegistry:
         for _ in range(RETIRED_RETRIES):
             try:
                 engine = self._engine_for(spec)
-                return await engine.stream(sql, limit=limit, threshold=threshold)
+                return await engine.stream(
+                    sql, limit=limit, threshold=threshold, arrow=arrow
+                )
             except EngineRetired:
                 continue
         raise failures.closed(spec)

@@ -66,6 +66,8 @@ def field_list(result: QueryResult) -> list[dict[str, str]]:
 
 def to_arrow_table(result: QueryResult) -> pa.Table:
     """The result as a table of the declared types (string where they fail)."""
+    if result.table is not None:
+        return result.table
     columns = _transpose(result)
     arrays = [
         _array(values, arrow_type(column.type))

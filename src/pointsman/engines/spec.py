@@ -50,12 +50,52 @@ class Column:
     type: str
 
 
-@dataclass
 class QueryResult:
-    columns: list[Column]
-    rows: list[tuple[Any, ...]]
-    truncated: bool = False
+    """A whole result: its columns and rows, or (read straight into Arrow,
+    see :mod:`pointsman.engines.postgres_arrow`) an Arrow ``table`` whose
+    rows are made Python values only if something asks for ``rows``."""
+
+    __slots__ = ("_rows", "columns", "table", "truncated")
+
+    def __init__(
+        self,
+        columns: list[Column],
+        rows: list[tuple[Any, ...]] | None = None,
+        truncated: bool = False,
+        *,
+        table: Any = None,
+    ) -> None:
+        self.columns = columns
+        self.truncated = truncated
+        self.table = table
+        self._rows = rows if rows is not None or table is not None else []
+
+    @property
+    def rows(self) -> list[tuple[Any, ...]]:
+        if self._rows is None:
+            values = [column.to_pylist() for column in self.table.columns]
+            self._rows = list(zip(*values, strict=True))
+        return self._rows
 
     @property
     def row_count(self) -> int:
+        if self.table is not None:
+            return int(self.table.num_rows)
         return len(self.rows)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, QueryResult):
+            return NotImplemented
+        return (self.columns, self.rows, self.truncated) == (
+            other.columns,
+            other.rows,
+            other.truncated,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"QueryResult(columns={self.columns!r}, rows={self.row_count}, "
+            f"truncated={self.truncated!r})"
+        )

@@ -11,12 +11,27 @@ batch by batch and must close.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import pyarrow as pa
+
 from pointsman.engines.spec import Column, QueryResult
 
-Batch = tuple[list[Column], list[tuple[Any, ...]]]
+
+@dataclass(frozen=True)
+class ArrowPart:
+    """Rows a driver read straight into Arrow (see ``postgres_arrow``), and
+    how to type them as the rest of pointsman does: ``normalize(table,
+    None)`` for a whole result or a stream's first part, ``normalize(table,
+    schema)`` for a later part of the stream that part began."""
+
+    table: pa.Table
+    normalize: Callable[[pa.Table, pa.Schema | None], pa.Table]
+
+
+Batch = tuple[list[Column], list[tuple[Any, ...]] | ArrowPart]
 Batches = AsyncGenerator[Batch, None]
 
 
@@ -65,6 +80,7 @@ class RowStream:
             if self.truncated:
                 return
             async for _, batch in self._more:
+                assert not isinstance(batch, ArrowPart)
                 pending = batch
                 break
         # The source ran dry: a limit reached exactly is no cut.
@@ -105,6 +121,12 @@ def cut(result: QueryResult, max_rows: int, max_bytes: int) -> QueryResult:
     """The result within ``max_rows`` rows and roughly ``max_bytes`` of
     values (text and bytes by their length, anything else as 8), cut as a
     limit cuts it."""
+    if result.table is not None:
+        kept = _table_within(result.table, max_rows, max_bytes)
+        if kept == result.table.num_rows:
+            return result
+        table = result.table.slice(0, kept)
+        return QueryResult(result.columns, truncated=True, table=table)
     kept, _ = _within(result.rows[:max_rows], 0, max_bytes)
     if kept == len(result.rows):
         return result
@@ -124,6 +146,16 @@ def _within(
             return index, size
         size = grown
     return len(rows), size
+
+
+def _table_within(table: pa.Table, max_rows: int | None, max_bytes: int | None) -> int:
+    """How many of a table's first rows stay within both caps, counting each
+    row as the table's average row (its buffers over its rows)."""
+    rows: int = table.num_rows
+    kept = rows if max_rows is None else min(max_rows, rows)
+    if max_bytes is not None and kept and table.nbytes > max_bytes:
+        kept = max(0, min(kept, int(max_bytes * rows // table.nbytes)))
+    return kept
 
 
 def _size(value: Any) -> int:
@@ -153,23 +185,117 @@ async def collect(
         want = limit
     columns: list[Column] = []
     rows: list[tuple[Any, ...]] = []
+    parts: list[ArrowPart] = []
+    count = 0
     exhausted = True
     try:
         async for batch_columns, batch in source:
             columns = batch_columns
-            rows.extend(batch)
-            if want is not None and len(rows) > want:
+            if isinstance(batch, ArrowPart):
+                parts.append(batch)
+                count += batch.table.num_rows
+            else:
+                rows.extend(batch)
+                count = len(rows)
+            if want is not None and count > want:
                 exhausted = False
                 break
     except BaseException:
         await _close(source, on_close)
         raise
-    if exhausted or (limit is not None and len(rows) > limit):
+    cut_by_limit = limit is not None and count > limit
+    if exhausted or cut_by_limit:
         await _close(source, on_close)
-        if limit is not None and len(rows) > limit:
-            return QueryResult(columns, rows[:limit], truncated=True)
+    if parts:
+        return _arrow_result(columns, parts, source, limit, on_close, exhausted)
+    if cut_by_limit:
+        return QueryResult(columns, rows[:limit], truncated=True)
+    if exhausted:
         return QueryResult(columns, rows)
     return RowStream(columns, rows, source, limit, on_close)
+
+
+def _arrow_result(
+    columns: list[Column],
+    parts: list[ArrowPart],
+    source: Batches,
+    limit: int | None,
+    on_close: Callable[[], None],
+    exhausted: bool,
+) -> QueryResult | RowStream:
+    normalize = parts[0].normalize
+    table = pa.concat_tables([part.table for part in parts])
+    if limit is not None and table.num_rows > limit:
+        return QueryResult(
+            columns, truncated=True, table=normalize(table.slice(0, limit), None)
+        )
+    if exhausted:
+        return QueryResult(columns, table=normalize(table, None))
+    return ArrowStream(columns, normalize(table, None), source, limit, on_close)
+
+
+class ArrowStream(RowStream):
+    """A :class:`RowStream` of Arrow tables: the first part typed on its
+    own, every later part typed to the first part's schema."""
+
+    def __init__(
+        self,
+        columns: list[Column],
+        first: pa.Table,
+        more: Batches,
+        limit: int | None,
+        on_close: Callable[[], None],
+    ) -> None:
+        super().__init__(columns, [], more, limit, on_close)
+        self.first_table: pa.Table = first
+        self.schema: pa.Schema = first.schema
+
+    async def tables(self) -> AsyncIterator[pa.Table]:
+        """The rows, part by part, cut at ``limit`` (which sets ``truncated``)."""
+        pending: pa.Table | None = self.first_table
+        self.first_table = self.first_table.slice(0, 0)
+        while pending is not None:
+            table, pending = pending, None
+            if self._limit is not None:
+                room = self._limit - self.row_count
+                if table.num_rows > room:
+                    table, self.truncated = table.slice(0, room), True
+            if table.num_rows:
+                self.row_count += table.num_rows
+                yield table
+            if self.truncated:
+                return
+            async for _, part in self._more:
+                assert isinstance(part, ArrowPart)
+                pending = part.normalize(part.table, self.schema)
+                break
+
+    async def batches(self) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """The rows as Python values (for a shape other than Arrow)."""
+        async for table in self.tables():
+            yield QueryResult(self.columns, table=table).rows
+
+    async def read_all(
+        self, max_rows: int | None = None, max_bytes: int | None = None
+    ) -> QueryResult:
+        if max_rows is not None and (self._limit is None or max_rows < self._limit):
+            self._limit = max_rows
+        tables: list[pa.Table] = []
+        size = 0
+        try:
+            async for table in self.tables():
+                room = None if max_bytes is None else max_bytes - size
+                kept = _table_within(table, None, room)
+                tables.append(table.slice(0, kept))
+                size += table.nbytes
+                if kept < table.num_rows:
+                    self.row_count -= table.num_rows - kept
+                    self.truncated = True
+                    break
+        finally:
+            await self.aclose()
+        whole = pa.concat_tables(tables) if tables else self.first_table
+        return QueryResult(self.columns, truncated=self.truncated, table=whole)
 
 
 async def _close(source: Batches, on_close: Callable[[], None]) -> None:
