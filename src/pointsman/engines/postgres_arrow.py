@@ -280,7 +280,7 @@ def normalize(
 
 
 def _column(array: pa.ChunkedArray, kind: str, declared: pa.DataType) -> Any:
-    if isinstance(array.type, pa.ExtensionType):
+    if isinstance(array.type, pa.BaseExtensionType):
         if kind == "uuid":
             return results._array(array.to_pylist(), declared)
         array = _storage(array)
