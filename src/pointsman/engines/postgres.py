@@ -283,7 +283,7 @@ class PostgresEngine(Engine):
         the psycopg path's rows instead where the pool hands over a psycopg
         session or the statement is not one read here (see
         :mod:`pointsman.engines.postgres_arrow`)."""
-        conn = await self.acquire(acquire_deadline, ARROW_SESSION, accept_other=True)
+        conn = await self.acquire(acquire_deadline, ARROW_SESSION)
         if not isinstance(conn, ArrowSession):
             async with aclosing(self._batches(sql, acquire_deadline, conn)) as rows:
                 async for batch in rows:
