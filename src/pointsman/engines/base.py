@@ -224,13 +224,11 @@ class Engine(ABC):
                 leave()
         return await collect(source, limit, threshold, leave)
 
-    async def acquire(
-        self, deadline: float, kind: Hashable = None, *, accept_other: bool = False
-    ) -> Any:
+    async def acquire(self, deadline: float, kind: Hashable = None) -> Any:
         """A pooled connection (of ``kind``, see :class:`Pool`), with the
         pool's failures made client-safe."""
         try:
-            return await self.pool.acquire(deadline, kind, accept_other=accept_other)
+            return await self.pool.acquire(deadline, kind)
         except PoolTimeout as exc:
             self.counters["acquireTimeouts"] += 1
             raise failures.busy(

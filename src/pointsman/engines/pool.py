@@ -11,9 +11,12 @@ process together stay under one cap.
 A pool may hold connections of more than one *kind* (PostgreSQL keeps
 psycopg sessions and ADBC sessions for Arrow results in one pool, under one
 size): a request names the kind it wants, takes an idle one of that kind, or
-opens one while there is room; when there is none it can take another kind
-(``accept_other``) or have an idle or handed-over connection of another kind
-closed and its own opened in its place.
+opens one while there is room; when there is none, it has an idle or
+handed-over connection of another kind closed and its own opened in its
+place. A returned connection goes to the first waiter that wants its kind,
+passing over at most :data:`MAX_PASSED_OVER` times any waiter ahead of it
+that wants another, so that a mixed load swaps few connections and nobody
+waits for long.
 
 Everything here runs on the event loop: no locks, and every wait is a future
 in a first-in, first-out line that a releasing task resolves directly.
@@ -36,6 +39,13 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 C = TypeVar("C")
 
+# How often a waiter can see a connection of another kind than its own go to
+# someone behind it before it takes the next one whatever its kind.
+MAX_PASSED_OVER = 3
+# What a value of no particular kind (a free slot, a budget's room) is: it
+# goes to the first waiter.
+ANY_KIND: Hashable = object()
+
 
 class PoolTimeout(Exception):
     """No connection came free before the acquire deadline."""
@@ -53,47 +63,76 @@ class Waiters(Generic[T]):
     """Tasks waiting in line for a value that another task hands over."""
 
     def __init__(self) -> None:
-        self._line: deque[asyncio.Future[T]] = deque()
+        self._line: deque[_Waiter[T]] = deque()
 
     def __len__(self) -> int:
         return len(self._line)
 
-    async def wait(self, deadline: float | None, give_back: Callable[[T], None]) -> T:
+    async def wait(
+        self,
+        deadline: float | None,
+        give_back: Callable[[T], None],
+        wants: Hashable = None,
+    ) -> T:
         """Wait for a value until ``deadline`` (loop time); TimeoutError after.
+        ``wants``: the kind of value this waiter prefers (see :meth:`hand_over`).
 
         A value handed over just as the waiter gave up goes to ``give_back``,
         so that nothing handed over is ever lost.
         """
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._line.append(future)
+        waiter = _Waiter[T](asyncio.get_running_loop().create_future(), wants)
+        self._line.append(waiter)
+        future = waiter.future
         try:
             async with asyncio.timeout_at(deadline):
                 return await future
         except BaseException:
             with suppress(ValueError):
-                self._line.remove(future)
+                self._line.remove(waiter)
             if future.done() and not future.cancelled() and not future.exception():
                 give_back(future.result())
             raise
 
-    def hand_over(self, value: T) -> bool:
-        """Give ``value`` to the first live waiter; False if nobody waits."""
-        while self._line:
-            future = self._line.popleft()
-            if not future.done():
-                future.set_result(value)
-                return True
-        return False
+    def hand_over(self, value: T, kind: Hashable = ANY_KIND) -> bool:
+        """Give ``value`` to the first live waiter that wants ``kind`` or was
+        passed over often enough (the first live waiter if none); False if
+        nobody waits."""
+        while self._line and self._line[0].future.done():
+            self._line.popleft()
+        if not self._line:
+            return False
+        chosen = self._line[0]
+        if kind is not ANY_KIND and chosen.wants != kind:
+            for waiter in self._line:
+                if not waiter.future.done() and (
+                    waiter.wants == kind or waiter.passed_over >= MAX_PASSED_OVER
+                ):
+                    chosen = waiter
+                    break
+        for waiter in self._line:
+            if waiter is chosen:
+                break
+            waiter.passed_over += 1
+        self._line.remove(chosen)
+        chosen.future.set_result(value)
+        return True
 
     def fail_all(self, make_error: Callable[[], BaseException]) -> int:
         """Wake every waiter with an error of its own; return how many."""
         failed = 0
         line, self._line = self._line, deque()
-        for future in line:
-            if not future.done():
-                future.set_exception(make_error())
+        for waiter in line:
+            if not waiter.future.done():
+                waiter.future.set_exception(make_error())
                 failed += 1
         return failed
+
+
+@dataclass(eq=False)
+class _Waiter(Generic[T]):
+    future: asyncio.Future[T]
+    wants: Hashable
+    passed_over: int = 0
 
 
 class ConnectionBudget:
@@ -214,16 +253,9 @@ class Pool(Generic[C]):
 
     # -- taking and giving back ---------------------------------------------------
 
-    async def acquire(
-        self,
-        deadline: float | None,
-        kind: Hashable = None,
-        *,
-        accept_other: bool = False,
-    ) -> C:
-        """A connection of ``kind``, opened if needed, before ``deadline``
-        (loop time); with ``accept_other``, an idle or handed-over connection
-        of another kind rather than none (the caller looks at what it got).
+    async def acquire(self, deadline: float | None, kind: Hashable = None) -> C:
+        """A connection of ``kind``, opened if needed (in the place of one of
+        another kind if there is no room), before ``deadline`` (loop time).
 
         Raises PoolTimeout, BudgetTimeout, PoolClosed, or whatever ``connect``
         raises.
@@ -239,22 +271,16 @@ class Pool(Generic[C]):
         if self._idle:
             other = self._take_idle(None, any_kind=True)
             if other is not None:
-                if accept_other:
-                    return other.conn
                 return (await self._swap(other, deadline, kind)).conn
         try:
-            got = await self._line.wait(deadline, self._give_back)
+            got = await self._line.wait(deadline, self._give_back, kind)
         except TimeoutError as exc:
             raise PoolTimeout from exc
         if isinstance(got, _Slot):
             return (await self._open(deadline, kind)).conn
-        if got.kind != kind and not accept_other:
+        if got.kind != kind:
             return (await self._swap(got, deadline, kind)).conn
         return got.conn
-
-    def kind_of(self, conn: C) -> Hashable:
-        record = self._in_use.get(id(conn))
-        return None if record is None else record.kind
 
     def release(self, conn: C, *, reusable: bool = True) -> None:
         """Take ``conn`` back: to a waiter, to the idle set, or closed."""
@@ -390,7 +416,7 @@ class Pool(Generic[C]):
         key = id(record.conn)
         if self._line:
             self._in_use[key] = record
-            if self._line.hand_over(record):
+            if self._line.hand_over(record, record.kind):
                 return
             del self._in_use[key]
         if self.size >= self.size_kept or self._budget.waiting:

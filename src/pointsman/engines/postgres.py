@@ -212,13 +212,11 @@ class PostgresEngine(Engine):
             return True
         return not conn.closed and not conn.broken
 
-    async def acquire(
-        self, deadline: float, kind: Hashable = None, *, accept_other: bool = False
-    ) -> Any:
+    async def acquire(self, deadline: float, kind: Hashable = None) -> Any:
         """A pooled session whose reset (sent when its last user gave it
         back) has finished; one whose reset failed is closed and replaced."""
         while True:
-            conn = await super().acquire(deadline, kind, accept_other=accept_other)
+            conn = await super().acquire(deadline, kind)
             if isinstance(conn, ArrowSession):
                 return conn  # reset when it was given back
             try:
@@ -280,15 +278,10 @@ class PostgresEngine(Engine):
 
     async def _arrow_batches(self, sql: str, acquire_deadline: float) -> Batches:
         """Record batches read by ADBC, from an Arrow session of the pool;
-        the psycopg path's rows instead where the pool hands over a psycopg
-        session or the statement is not one read here (see
-        :mod:`pointsman.engines.postgres_arrow`)."""
+        the psycopg path's rows instead where the statement is not one read
+        here (see :mod:`pointsman.engines.postgres_arrow`)."""
         conn = await self.acquire(acquire_deadline, ARROW_SESSION)
-        if not isinstance(conn, ArrowSession):
-            async with aclosing(self._batches(sql, acquire_deadline, conn)) as rows:
-                async for batch in rows:
-                    yield batch
-            return
+        assert isinstance(conn, ArrowSession)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.spec.query_timeout_seconds + CLIENT_GRACE_SECONDS
         state = _ArrowRun(conn, self._reset_text)
@@ -401,18 +394,11 @@ class PostgresEngine(Engine):
     def _open_batches(self, sql: str, acquire_deadline: float) -> Batches:
         return self._batches(sql, acquire_deadline)
 
-    async def _batches(
-        self,
-        sql: str,
-        acquire_deadline: float,
-        conn: AsyncConnection[Any] | None = None,
-    ) -> Batches:
-        """Rows in batches of ``STREAM_CHUNK_ROWS`` from one pooled session
-        (``conn``, if already taken), given back (reset) when the generator
-        closes; closing early cancels the rest of the statement on the
-        server."""
-        if conn is None:
-            conn = await self.acquire(acquire_deadline)
+    async def _batches(self, sql: str, acquire_deadline: float) -> Batches:
+        """Rows in batches of ``STREAM_CHUNK_ROWS`` from one pooled session,
+        given back (reset) when the generator closes; closing early cancels
+        the rest of the statement on the server."""
+        conn = await self.acquire(acquire_deadline)
         deadline = asyncio.get_running_loop().time() + (
             self.spec.query_timeout_seconds + CLIENT_GRACE_SECONDS
         )
