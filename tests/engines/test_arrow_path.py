@@ -264,3 +264,32 @@ async def test_an_adbc_session_leaves_nothing_to_the_next_user(
     assert row["pid"] == before.table.to_pylist()[0]["pid"]  # the same session
     assert (row["app"], row["timeout"], row["locks"]) == ("pointsman", "10s", 0)
     assert "elsewhere" not in row["path"]
+
+
+async def test_a_small_result_runs_on_psycopg_the_next_time(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec
+) -> None:
+    sql = "select x, 'row ' || x as label from generate_series(1, 10) x"
+
+    first = await arrow_result(registry, postgres_spec, sql)
+    second = await arrow_result(registry, postgres_spec, sql)
+
+    assert first.table is not None and second.table is None
+    assert ipc_bytes(results.to_arrow_table(second)) == ipc_bytes(first.table)
+
+
+async def test_a_statement_whose_result_grew_goes_back_to_adbc(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec
+) -> None:
+    await registry.run(postgres_spec, "create table grows as select 1 as n")
+    sql = "select n from grows"
+    await arrow_result(registry, postgres_spec, sql)  # small: remembered
+    await registry.run(
+        postgres_spec, "insert into grows select generate_series(2, 1000)"
+    )
+
+    grown = await arrow_result(registry, postgres_spec, sql)
+    after = await arrow_result(registry, postgres_spec, sql)
+
+    assert grown.table is None and grown.row_count == 1000  # on psycopg
+    assert after.table is not None and after.row_count == 1000

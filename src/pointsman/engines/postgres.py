@@ -48,9 +48,15 @@ MAX_RESET_SECONDS = 5.0
 DEFAULT_PORTS = {"postgres": 5432, "redshift": 5439}
 # The pool kind of ADBC sessions (psycopg sessions are the default kind).
 ARROW_SESSION = "adbc"
-# Statements found not to be read by ADBC, remembered per pool, so that a
-# repeated one goes to psycopg without being described again.
+# Statements found not to be read by ADBC, or whose last result was small,
+# remembered per pool (this many of each), so that a repeated one goes to
+# psycopg without being described again.
 NOT_ARROW_REMEMBERED = 256
+# ADBC costs about a millisecond more per statement than psycopg (a describe
+# and a prepare before the rows, hops to its thread) and saves a few
+# microseconds per value: a statement whose result had no more rows than
+# this runs on psycopg the next time, until it gives more.
+SMALL_RESULT_ROWS = 256
 _ARROW_AVAILABLE = postgres_arrow.available()
 
 _CONNECTION_LOST_STATES = ("08", "57P01", "57P02", "57P03")
@@ -274,7 +280,21 @@ class PostgresEngine(Engine):
             or not postgres_arrow.is_query(sql)
         ):
             return None
+        if sql in self._small_results:
+            return self._small_batches(sql, acquire_deadline)
         return self._arrow_batches(sql, acquire_deadline)
+
+    async def _small_batches(self, sql: str, acquire_deadline: float) -> Batches:
+        """A statement whose last result was small, on psycopg; forgotten as
+        small once it gives more rows."""
+        rows = 0
+        async with aclosing(self._batches(sql, acquire_deadline)) as batches:
+            async for columns, batch in batches:
+                assert not isinstance(batch, ArrowPart)
+                rows += len(batch)
+                if rows > SMALL_RESULT_ROWS:
+                    self._small_results.pop(sql, None)
+                yield columns, batch
 
     async def _arrow_batches(self, sql: str, acquire_deadline: float) -> Batches:
         """Record batches read by ADBC, from an Arrow session of the pool;
@@ -290,7 +310,7 @@ class PostgresEngine(Engine):
             if columns is None:
                 # Not read here: the psycopg path runs it (nothing ran yet).
                 if state.reusable:
-                    self._remember_not_arrow(sql)
+                    _remember(self._not_arrow, sql)
                 self._release_arrow(state)
                 async with aclosing(self._batches(sql, acquire_deadline)) as rows:
                     async for batch in rows:
@@ -298,6 +318,7 @@ class PostgresEngine(Engine):
                 return
             self.counters["queries"] += 1
             normalize = functools.partial(_normalize, columns)
+            read = 0
             first = True
             while True:
                 table = await self._arrow_call(state, deadline, state.next)
@@ -307,7 +328,10 @@ class PostgresEngine(Engine):
                     assert state.schema is not None
                     table = state.schema.empty_table()
                 first = False
+                read += table.num_rows
                 yield columns, ArrowPart(table, normalize)
+            if read <= SMALL_RESULT_ROWS:
+                _remember(self._small_results, sql)
         finally:
             if not state.released:
                 await self._give_back_arrow(state)
@@ -362,14 +386,14 @@ class PostgresEngine(Engine):
         self.counters["queryFailures"] += 1
         return failures.query_failed(self.spec, message)
 
-    def _remember_not_arrow(self, sql: str) -> None:
-        if len(self._not_arrow) >= NOT_ARROW_REMEMBERED:
-            self._not_arrow.pop(next(iter(self._not_arrow)))
-        self._not_arrow[sql] = None
-
     @functools.cached_property
     def _not_arrow(self) -> dict[str, None]:
         """Statements lately found not to be read by ADBC, oldest first."""
+        return {}
+
+    @functools.cached_property
+    def _small_results(self) -> dict[str, None]:
+        """Statements whose last result was small, oldest first."""
         return {}
 
     def _release_arrow(self, state: _ArrowRun) -> None:
@@ -606,6 +630,13 @@ def _query_error(spec: ConnectionSpec, exc: psycopg.Error) -> Exception:
     if exc.sqlstate == _SYNTAX_ERROR and "multiple commands" in str(exc):
         return failures.one_statement_only(spec)
     return failures.query_failed(spec, str(exc))
+
+
+def _remember(memo: dict[str, None], sql: str) -> None:
+    """Add ``sql`` to a bounded memo, forgetting its oldest entry if full."""
+    if sql not in memo and len(memo) >= NOT_ARROW_REMEMBERED:
+        memo.pop(next(iter(memo)))
+    memo[sql] = None
 
 
 class _ArrowRun:
