@@ -293,3 +293,26 @@ async def test_a_statement_whose_result_grew_goes_back_to_adbc(
 
     assert grown.table is None and grown.row_count == 1000  # on psycopg
     assert after.table is not None and after.row_count == 1000
+
+
+async def test_a_password_with_quotes_and_backslashes_reaches_the_driver(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec
+) -> None:
+    spec = dataclasses.replace(postgres_spec, secrets={"password": "p'a\\ss w=rd"})
+
+    result = await arrow_result(registry, spec, "select 1 as a")
+
+    assert result.table is not None and result.table.to_pylist() == [{"a": 1}]
+
+
+def test_a_connect_error_never_shows_the_password_as_the_driver_spelled_it() -> None:
+    from pointsman.engines.postgres_arrow import _Scrubbed, conninfo
+
+    secret = "p'a\\ss w=rd"
+    spec = ConnectionSpec(id="c", name="c", dialect="postgres")
+    spec = dataclasses.replace(spec, secrets={"password": secret})
+    echoed = Exception(f"bad connection info: {conninfo({'password': secret})}")
+
+    text = str(_Scrubbed(echoed, spec))
+
+    assert "a\\\\ss" not in text and "w=rd" not in text and "ss w" not in text

@@ -231,7 +231,11 @@ class _Scrubbed(Exception):
     """A driver error's message without the password, for connect_reason."""
 
     def __init__(self, exc: BaseException, spec: ConnectionSpec) -> None:
-        super().__init__(failures.scrub(str(exc), spec))
+        text = str(exc)
+        for secret in spec.secrets.values():
+            if secret:  # as the connection string spells it
+                text = text.replace(_quote(secret)[1:-1], failures.REDACTED)
+        super().__init__(failures.scrub(text, spec))
 
 
 # -- which statements run here ---------------------------------------------------
