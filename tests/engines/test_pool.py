@@ -104,6 +104,17 @@ async def test_a_crowd_never_opens_more_than_size_plus_overflow() -> None:
     await engine.aclose()
 
 
+async def test_a_busy_pool_with_overflow_reuses_its_connections() -> None:
+    engine = fake(poolSize=2, maxOverflow=3, maxQueuedQueries=1000)
+
+    await asyncio.gather(*(engine.run("0.01") for _ in range(200)))
+
+    stats = engine.pool_stats()
+    assert (stats["connectionsOpened"], stats["connectionsClosed"]) == (5, 3)
+    assert (stats["size"], stats["idle"]) == (2, 2)
+    await engine.aclose()
+
+
 async def test_pools_sharing_a_budget_stay_under_its_cap() -> None:
     budget = ConnectionBudget(3)
     engines = [fake(budget, poolSize=3) for _ in range(3)]

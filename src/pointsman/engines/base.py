@@ -122,6 +122,7 @@ class Engine(ABC):
             alive=self._alive,
             max_idle_seconds=MAX_IDLE_SECONDS,
             max_lifetime_seconds=MAX_LIFETIME_SECONDS,
+            demand=lambda: self.admission.in_flight,
         )
         self._query_seconds = 0.1
         self._background: set[asyncio.Task[Any]] = set()

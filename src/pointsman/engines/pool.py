@@ -2,8 +2,8 @@
 
 The pool is the same for every driver: an engine hands it a ``connect`` and a
 ``disconnect`` coroutine and it keeps the rest. It never holds more than
-``max_size`` connections (``size`` of them kept when idle, the overflow closed
-as soon as it comes back), hands a returned connection straight to the longest
+``max_size`` connections (``size`` of them kept idle, the overflow closed
+when it comes back and no query waits for it), hands a returned connection straight to the longest
 waiting request, closes connections idle or alive past their limits, and asks
 the :class:`ConnectionBudget` before it opens one, so that all pools of a
 process together stay under one cap.
@@ -223,7 +223,11 @@ class Pool(Generic[C]):
         alive: Callable[[C], bool],
         max_idle_seconds: float,
         max_lifetime_seconds: float,
+        demand: Callable[[], int] = lambda: 0,
     ) -> None:
+        """``demand``: how many requests run or wait to run, the one giving a
+        connection back included (those without a connection keep a returned
+        one from being closed as overflow)."""
         self.size_kept = size
         self.max_size = max_size
         self.max_idle_seconds = max_idle_seconds
@@ -234,6 +238,7 @@ class Pool(Generic[C]):
         self._connect = connect
         self._disconnect = disconnect
         self._alive = alive
+        self._demand = demand
         self._idle: deque[_Pooled[C]] = deque()
         self._in_use: dict[int, _Pooled[C]] = {}
         self._connecting = 0
@@ -419,8 +424,12 @@ class Pool(Generic[C]):
             if self._line.hand_over(record, record.kind):
                 return
             del self._in_use[key]
-        if self.size >= self.size_kept or self._budget.waiting:
-            # Overflow, or another pool needs the slot more than we need it idle.
+        without = self._demand() - 1 - len(self._in_use)
+        if len(self._idle) >= max(self.size_kept, without) or self._budget.waiting:
+            # Overflow nobody waits for, or another pool needs the slot more
+            # than we need it idle. (Queries queue before they ask the pool:
+            # closing what comes back while they wait would reconnect on
+            # almost every query of a busy pool with overflow.)
             self._discard(record)
             return
         record.idle_since = now
