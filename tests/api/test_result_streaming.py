@@ -225,6 +225,51 @@ async def test_a_failure_part_way_ends_the_job_line_as_an_error(
     assert "division by zero" in log[0]["error"]
 
 
+@pytest.mark.parametrize(
+    "extra",
+    ["", ", interval '1 day' as psycopg_only"],
+    ids=["read by ADBC", "read by psycopg"],
+)
+async def test_a_failure_part_way_in_arrow_leaves_the_rows_sent_readable(
+    api: httpx.AsyncClient, connection_id: str, extra: str
+) -> None:
+    sql = (
+        f"select g as n, 1 / (g - 150000) as boom{extra}"
+        " from generate_series(1, 200000) g"
+    )
+
+    response = await run(api, connection_id, sql)
+
+    submitted, job, foot = lines_of(response)
+    assert job["status"] == "ERROR"
+    assert "division by zero" in job["error"]["detail"]
+    rows = arrow_rows(job)
+    assert 0 < len(rows) == job["summary"]["row_count"] < 150000
+    assert [row["n"] for row in rows] == list(range(1, len(rows) + 1))
+    assert foot["timed_out"] == "false"
+
+
+async def test_the_fields_say_string_where_a_column_went_to_arrow_as_text(
+    api: httpx.AsyncClient, connection_id: str
+) -> None:
+    sql = (
+        "select g as n, (case when g = 1 then 'NaN'::numeric else g end)"
+        "::numeric(10,2) as amount from generate_series(1, 500) g"
+    )
+
+    response = await run(api, connection_id, sql)
+
+    job = lines_of(response)[1]
+    assert job["summary"]["fields"] == [
+        {"name": "n", "type": "int32"},
+        {"name": "amount", "type": "string"},
+    ]
+    assert arrow_rows(job)[:2] == [
+        {"n": 1, "amount": "NaN"},
+        {"n": 2, "amount": "2.00"},
+    ]
+
+
 async def test_an_unexpected_failure_part_way_still_ends_the_job_line(
     api: httpx.AsyncClient, connection_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -284,6 +329,20 @@ async def held_then_collected(
     waited = await api.get("/api/v1/query/wait", params={"jobIds": job_id})
     job: dict[str, Any] = lines_of(waited)[0]
     return job
+
+
+async def test_the_fields_of_a_held_result_say_string_where_it_went_as_text(
+    api: httpx.AsyncClient, connection_id: str
+) -> None:
+    sql = (
+        "select (case when g = 1 then 'NaN'::numeric else g end)::numeric(10,2)"
+        " as amount from generate_series(1, 50) g, pg_sleep(0.3)"
+    )
+
+    job = await held_then_collected(api, connection_id, sql)
+
+    assert job["summary"]["fields"] == [{"name": "amount", "type": "string"}]
+    assert arrow_rows(job)[0] == {"amount": "NaN"}
 
 
 async def test_a_result_held_for_query_wait_is_cut_at_the_held_row_cap(

@@ -197,15 +197,24 @@ def job_line(job: Job) -> dict[str, Any]:
         return line
     result = job.task.result()
     assert isinstance(result, QueryResult), "a detached job reads its rows"
+    fields = results.field_list(result)
+    if job.result_type == "json":
+        encoded: Any = orjson.Fragment(results.to_json_bytes(result))
+    elif job.result_type == "csv":
+        encoded = results.to_csv(result)
+    else:
+        table = results.to_arrow_table(result)
+        fields = results.fields_in(result.columns, table.schema)
+        encoded = results.table_base64(table)
     line.update(
         status="COMPLETE",
         summary={
             "display_sql": job.sql,
-            "fields": results.field_list(result),
+            "fields": fields,
             "row_count": result.row_count,
             "truncated": result.truncated,
         },
-        result=_encode(result, job.result_type),
+        result=encoded,
     )
     return line
 
@@ -224,14 +233,6 @@ async def encode_line(job: Job) -> dict[str, Any]:
 def _row_count(job: Job) -> int:
     result = job.task.result()
     return result.row_count if isinstance(result, QueryResult) else 0
-
-
-def _encode(result: QueryResult, result_type: str | None) -> Any:
-    if result_type == "json":
-        return orjson.Fragment(results.to_json_bytes(result))
-    if result_type == "csv":
-        return results.to_csv(result)
-    return results.to_arrow_base64(result)
 
 
 def ndjson(lines: list[dict[str, Any]], route: Route | None = None) -> Response:

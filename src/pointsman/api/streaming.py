@@ -165,6 +165,10 @@ class ArrowEncoder:
         self._writer.write_table(table)
         return self._sink.take()
 
+    @property
+    def schema(self) -> pa.Schema:
+        return self._schema
+
     def header(self) -> bytes:
         return self._sink.take()
 
@@ -228,18 +232,25 @@ async def raw_csv(result: Result, finish: Finish) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def arrow_ipc(result: Result) -> AsyncIterator[bytes]:
+async def arrow_ipc(
+    result: Result, schemas: list[pa.Schema] | None = None
+) -> AsyncIterator[bytes]:
     """The result as an Arrow IPC stream, part by part: tables the driver
-    read into Arrow as they are, rows through :class:`ArrowEncoder`."""
+    read into Arrow as they are, rows through :class:`ArrowEncoder`. The
+    schema written is added to ``schemas``."""
+    schemas = [] if schemas is None else schemas
     if isinstance(result, ArrowStream):
+        schemas.append(result.schema)
         async for part in _ipc(result.schema, result.tables()):
             yield part
         return
     if isinstance(result, QueryResult) and result.table is not None:
+        schemas.append(result.table.schema)
         async for part in _ipc(result.table.schema, _one(result.table)):
             yield part
         return
     encoder = ArrowEncoder(result.columns, _first_rows(result))
+    schemas.append(encoder.schema)
     yield encoder.header()
     async for batch in row_batches(result):
         yield encoder.rows(batch)
@@ -304,6 +315,8 @@ async def job_line(
     batch by batch: a JSON array of rows, a CSV string, or base64 Arrow."""
     yield dumps(head)[:-1] + b',"result":'
     status, error = "ERROR", None
+    schemas: list[pa.Schema] = []
+    closing = b"]" if result_type == "json" else b'"'
     try:
         if result_type == "json":
             async for chunk in _json_rows(result):
@@ -312,27 +325,32 @@ async def job_line(
             async for chunk in _csv_string(result):
                 yield chunk
         else:
-            async for chunk in _arrow_string(result):
+            closing = b""  # the string closes itself, still readable Arrow
+            async for chunk in _arrow_string(result, schemas):
                 yield chunk
         status = "COMPLETE"
     except PointsmanError as exc:
         status, error = _status_of(exc), exc
-        yield b"]" if result_type == "json" else b'"'
+        yield closing
     except asyncio.CancelledError:
         status = "CANCELLED"
         raise
     except Exception as exc:  # the line still ends as a job, then the footer
         log.error("a streamed result failed: unhandled %s", type(exc).__name__)
         status, error = "ERROR", PointsmanError()
-        yield b"]" if result_type == "json" else b'"'
+        yield closing
     finally:
         await close_quietly(result)
         finish(status, error, result.row_count)
+    if schemas:
+        fields = results.fields_in(result.columns, schemas[0])
+    else:
+        fields = [{"name": c.name, "type": c.type} for c in result.columns]
     tail: dict[str, Any] = {
         "status": "COMPLETE" if error is None else "ERROR",
         "summary": {
             "display_sql": display_sql,
-            "fields": [{"name": c.name, "type": c.type} for c in result.columns],
+            "fields": fields,
             "row_count": result.row_count,
             "truncated": result.truncated,
         },
@@ -361,11 +379,26 @@ async def _csv_string(result: Result) -> AsyncIterator[bytes]:
     yield b'"'
 
 
-async def _arrow_string(result: Result) -> AsyncIterator[bytes]:
+# Arrow IPC's end-of-stream marker: a continuation token and a zero length.
+_END_OF_ARROW_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+
+
+async def _arrow_string(
+    result: Result, schemas: list[pa.Schema]
+) -> AsyncIterator[bytes]:
+    """Base64 of the Arrow stream as a JSON string; a failure part-way still
+    closes it as a readable stream of the rows sent so far, then raises."""
     yield b'"'
     text = Base64Text()
-    async for part in arrow_ipc(result):
-        yield text.feed(part)
+    try:
+        async for part in arrow_ipc(result, schemas):
+            yield text.feed(part)
+    except Exception:
+        if schemas:
+            yield text.feed(_END_OF_ARROW_STREAM) + text.finish() + b'"'
+        else:
+            yield text.finish() + b'"'
+        raise
     yield text.finish() + b'"'
 
 

@@ -3,10 +3,10 @@
 The pool is the same for every driver: an engine hands it a ``connect`` and a
 ``disconnect`` coroutine and it keeps the rest. It never holds more than
 ``max_size`` connections (``size`` of them kept idle, the overflow closed
-when it comes back and no query waits for it), hands a returned connection straight to the longest
-waiting request, closes connections idle or alive past their limits, and asks
-the :class:`ConnectionBudget` before it opens one, so that all pools of a
-process together stay under one cap.
+when it comes back and no query waits for it), hands a returned connection
+straight to the longest waiting request, closes connections idle or alive
+past their limits, and asks the :class:`ConnectionBudget` before it opens
+one, so that all pools of a process together stay under one cap.
 
 A pool may hold connections of more than one *kind* (PostgreSQL keeps
 psycopg sessions and ADBC sessions for Arrow results in one pool, under one

@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import pyarrow as pa
 
-from pointsman.engines.spec import QueryResult
+from pointsman.engines.spec import Column, QueryResult
 
 _DECIMAL = re.compile(r"decimal(128|256)\((\d+),\s*(-?\d+)\)")
 _TIMESTAMP = re.compile(r"timestamp\[(s|ms|us|ns)(?:,\s*tz=([^\]]+))?\]")
@@ -64,6 +64,18 @@ def field_list(result: QueryResult) -> list[dict[str, str]]:
     return [{"name": column.name, "type": column.type} for column in result.columns]
 
 
+def fields_in(columns: list[Column], schema: pa.Schema) -> list[dict[str, str]]:
+    """The fields of a result sent in Arrow as ``schema``: a column whose
+    values did not fit its declared type went as text, and says so."""
+    return [
+        {
+            "name": column.name,
+            "type": column.type if field.type == arrow_type(column.type) else "string",
+        }
+        for column, field in zip(columns, schema, strict=True)
+    ]
+
+
 def to_arrow_table(result: QueryResult) -> pa.Table:
     """The result as a table of the declared types (string where they fail)."""
     if result.table is not None:
@@ -79,7 +91,11 @@ def to_arrow_table(result: QueryResult) -> pa.Table:
 
 def to_arrow_base64(result: QueryResult) -> str:
     """The result in Arrow IPC *stream* format, base64-encoded."""
-    table = to_arrow_table(result)
+    return table_base64(to_arrow_table(result))
+
+
+def table_base64(table: pa.Table) -> str:
+    """A table in Arrow IPC *stream* format, base64-encoded."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
