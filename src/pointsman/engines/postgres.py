@@ -34,8 +34,9 @@ from psycopg.types.string import TextLoader
 from pointsman.engines import failures, postgres_arrow
 from pointsman.engines.base import Engine
 from pointsman.engines.postgres_arrow import ArrowSession
-from pointsman.engines.spec import Column, ConnectionSpec
-from pointsman.engines.streams import ArrowPart, Batches
+from pointsman.engines.spec import Column, ConnectionSpec, QueryResult
+from pointsman.engines.streams import ArrowPart, Batches, RowStream
+from pointsman.errors import QueryFailedError
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,10 @@ NOT_ARROW_REMEMBERED = 256
 # this runs on psycopg the next time, until it gives more.
 SMALL_RESULT_ROWS = 256
 _ARROW_AVAILABLE = postgres_arrow.available()
+# A query run with a ``limit`` is wrapped so that PostgreSQL plans for that
+# many rows (a top-N sort instead of a full one, a scan that stops); one row
+# more tells whether the limit cut. The line breaks end a trailing comment.
+_LIMITED = "select * from (\n{sql}\n) as pointsman_limited limit {rows}"
 
 _CONNECTION_LOST_STATES = ("08", "57P01", "57P02", "57P03")
 _SYNTAX_ERROR = "42601"
@@ -199,6 +204,40 @@ class PostgresEngine(Engine):
             except psycopg.Error as exc:
                 raise _query_error(spec, exc) from exc
         return str(row[0]) if row else ""
+
+    # -- running with a limit --------------------------------------------------------
+
+    async def stream(
+        self,
+        sql: str,
+        *,
+        limit: int | None,
+        threshold: int | None,
+        arrow: bool = False,
+    ) -> QueryResult | RowStream:
+        """As :meth:`Engine.stream`; a query with a ``limit`` runs wrapped in
+        one (see ``_LIMITED``), or as it was written where the wrapped
+        statement is refused before it runs (a trailing semicolon, ``select
+        ... into``, a data-modifying ``with``, or a mistake of the query's
+        own, which is then reported in its own words)."""
+        wrapped = (
+            limit is not None
+            and self.spec.dialect == "postgres"
+            and postgres_arrow.is_query(sql)
+        )
+        if not wrapped or limit is None:
+            return await super().stream(
+                sql, limit=limit, threshold=threshold, arrow=arrow
+            )
+        limited = _LIMITED.format(sql=sql, rows=limit + 1)
+        try:
+            return await super().stream(
+                limited, limit=limit, threshold=threshold, arrow=arrow
+            )
+        except QueryFailedError as exc:
+            if not _refused_before_running(exc):
+                raise
+        return await super().stream(sql, limit=limit, threshold=threshold, arrow=arrow)
 
     # -- connections -------------------------------------------------------------
 
@@ -630,6 +669,13 @@ def _query_error(spec: ConnectionSpec, exc: psycopg.Error) -> Exception:
     if exc.sqlstate == _SYNTAX_ERROR and "multiple commands" in str(exc):
         return failures.one_statement_only(spec)
     return failures.query_failed(spec, str(exc))
+
+
+def _refused_before_running(exc: QueryFailedError) -> bool:
+    """Whether the server refused a statement while parsing or checking it
+    (syntax, names, privileges, unsupported features): nothing ran."""
+    state = str(getattr(exc.__cause__, "sqlstate", None) or "")
+    return state.startswith("42") or state == "0A000"
 
 
 def _remember(memo: dict[str, None], sql: str) -> None:

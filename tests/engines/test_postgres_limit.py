@@ -1,0 +1,89 @@
+"""A PostgreSQL query with a ``limit`` is planned and stopped by the database
+for that many rows; a statement that cannot be wrapped runs as written."""
+
+from __future__ import annotations
+
+import pytest
+
+from pointsman.engines import ConnectionSpec, EngineRegistry
+from pointsman.errors import QueryFailedError
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.parametrize("arrow", [False, True], ids=["psycopg", "arrow"])
+async def test_the_database_makes_no_more_rows_than_the_limit_needs(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec, arrow: bool
+) -> None:
+    await registry.run(postgres_spec, "create sequence made")
+    sql = "select nextval('made') as n from generate_series(1, 1000000) g"
+
+    result = await registry.stream(postgres_spec, sql, limit=5, arrow=arrow)
+
+    assert result.row_count == 5 and result.truncated
+    made = await registry.run(postgres_spec, "select last_value from made")
+    assert made.rows == [(6,)]  # the five kept and the one that says "cut"
+
+
+@pytest.mark.parametrize(
+    ("limit", "rows", "truncated"), [(3, 3, True), (4, 4, False), (9, 4, False)]
+)
+async def test_a_limit_says_whether_it_cut(
+    registry: EngineRegistry,
+    postgres_spec: ConnectionSpec,
+    limit: int,
+    rows: int,
+    truncated: bool,
+) -> None:
+    sql = "select g from generate_series(1, 4) g order by g desc"
+
+    result = await registry.run(postgres_spec, sql, limit=limit)
+
+    assert result.rows == [(g,) for g in range(4, 4 - rows, -1)]
+    assert result.truncated is truncated
+
+
+AS_WRITTEN = {
+    "a trailing semicolon": "select 1 as a;",
+    "a trailing comment": "select 1 as a -- the end",
+    "select into": "select 1 as a into temp table copied",
+    "show": "show search_path",
+}
+
+
+@pytest.mark.parametrize("sql", AS_WRITTEN.values(), ids=AS_WRITTEN.keys())
+async def test_statements_that_cannot_be_wrapped_run_as_written(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec, sql: str
+) -> None:
+    expected = await registry.run(postgres_spec, sql.replace("copied", "first"))
+
+    result = await registry.run(postgres_spec, sql, limit=10)
+
+    assert result.rows == expected.rows
+
+
+async def test_a_data_modifying_query_with_a_limit_runs_once(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec
+) -> None:
+    await registry.run(postgres_spec, "create table kept (n int)")
+    sql = "with m as (insert into kept values (1), (2) returning n) select n from m"
+
+    result = await registry.run(postgres_spec, sql, limit=1)
+
+    assert result.row_count == 1 and result.truncated
+    kept = await registry.run(postgres_spec, "select count(*) from kept")
+    assert kept.rows == [(2,)]
+
+
+async def test_a_mistake_in_a_limited_query_reads_as_without_the_limit(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec
+) -> None:
+    sql = "select nope from pg_class"
+    with pytest.raises(QueryFailedError) as plain:
+        await registry.run(postgres_spec, sql)
+
+    with pytest.raises(QueryFailedError) as limited:
+        await registry.run(postgres_spec, sql, limit=5)
+
+    assert limited.value.detail == plain.value.detail
+    assert "pointsman_limited" not in limited.value.detail
