@@ -59,6 +59,13 @@ SAME_ARROW = {
     "infinities and beyond": "select 'infinity'::date as a,"
     " '-infinity'::timestamp as b, 'infinity'::timestamptz as c,"
     " time '24:00' as e",
+    "beyond year 9999": "select '200000-06-01 00:00:00+00'::timestamptz as a,"
+    " '200000-06-01 01:02:03.00045'::timestamp as b, '100000-01-01'::date as c,"
+    " '294276-12-31 23:59:59.999999'::timestamp as d,"
+    " '294250-01-01 00:00:00+00'::timestamptz as e, '5874897-12-31'::date as f",
+    "before year 1": "select '0044-03-15 12:00:00.5 BC'::timestamp as a,"
+    " '0044-03-15 12:00:00+00 BC'::timestamptz as b, '4713-11-24 BC'::date as c,"
+    " '4714-11-24 00:00:00+00 BC'::timestamptz as d",
     "numerics": "select 1.25::numeric(10,2) as a, 12345678901234567890.5::numeric"
     " as b, 0.0000001::numeric as c, 'NaN'::numeric as d, null::numeric(5,1) as e",
     "wide numeric": "select 123456789012345678901234567890123456789::numeric(39,0)"
@@ -85,6 +92,33 @@ async def test_adbc_gives_the_arrow_psycopg_gives(
         assert ipc_bytes(results.to_arrow_table(result)) == ipc_bytes(expected)
     else:  # psycopg's stream() loses the columns of a result without rows
         assert result.table.column_names == ["a", "b"]
+
+
+async def test_timestamps_python_cannot_hold_are_spelled_in_the_session_zone(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec
+) -> None:
+    async with await outside(postgres_spec) as conn:
+        await conn.execute(
+            f"alter database \"{postgres_spec.database}\" set timezone = 'Europe/Paris'"
+        )
+    sql = (
+        "select '200000-06-01 00:00:00+00'::timestamptz as summer,"
+        " '200000-01-01 00:00:00+00'::timestamptz as winter,"
+        " '0044-03-15 12:00:00+00 BC'::timestamptz as ancient"
+    )
+    expected = await psycopg_table(registry, postgres_spec, sql)
+
+    result = await arrow_result(registry, postgres_spec, sql)
+
+    assert result.table is not None
+    assert result.table.to_pylist() == expected.to_pylist()
+    assert expected.to_pylist() == [
+        {
+            "summer": "200000-06-01 02:00:00+02",
+            "winter": "200000-01-01 01:00:00+01",
+            "ancient": "0044-03-15 12:09:21+00:09:21 BC",
+        }
+    ]
 
 
 ON_PSYCOPG = {

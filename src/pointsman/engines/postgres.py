@@ -356,7 +356,7 @@ class PostgresEngine(Engine):
                         yield batch
                 return
             self.counters["queries"] += 1
-            normalize = functools.partial(_normalize, columns)
+            normalize = functools.partial(_normalize, columns, conn.zone)
             read = 0
             first = True
             while True:
@@ -743,7 +743,7 @@ class _ArrowRun:
 
 
 def _normalize(
-    columns: list[Column], table: pa.Table, schema: pa.Schema | None
+    columns: list[Column], zone: str, table: pa.Table, schema: pa.Schema | None
 ) -> pa.Table:
-    typed = postgres_arrow.normalize(table, columns, schema)
+    typed = postgres_arrow.normalize(table, columns, schema, zone=zone)
     return typed.combine_chunks() if schema is None else typed

@@ -33,7 +33,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pointsman.engines import failures, results
+from pointsman.engines import failures, postgres_calendar, results
 from pointsman.engines.spec import Column, ConnectionSpec
 from pointsman.errors import PointsmanError
 
@@ -82,6 +82,10 @@ _QUERY_START = re.compile(
 _NUMERIC_TYPE = psycopg.adapters.types["numeric"]
 # What Python's date and datetime can hold, as Arrow stores them.
 _MIN_DAY, _MAX_DAY = -719_162, 2_932_896
+# The day PostgreSQL's timestamps start (4714-11-24 BC, a year before its
+# dates), in days from 1970-01-01: a smaller number is a large one that the
+# driver's shift to 1970 wrapped around.
+_PG_MIN_DAY = -2_440_588
 _MIN_MICROS, _MAX_MICROS = -62_135_596_800_000_000, 253_402_300_799_999_999
 _DAY_MICROS = 86_400_000_000
 # How the driver stores PostgreSQL's infinities: its epoch shift applied to
@@ -130,6 +134,7 @@ class ArrowSession:
         )
         self.executor = executor
         self.reader: Any = None
+        self.zone = "UTC"  # the session's TimeZone, read when it opens
 
     @classmethod
     async def open(
@@ -146,6 +151,7 @@ class ArrowSession:
             try:
                 session = cls(conn, executor)
                 session.execute_update(settings)
+                session.zone = session.time_zone()
             except BaseException:
                 conn.close()
                 raise
@@ -193,6 +199,11 @@ class ArrowSession:
         statement = self.cursor.adbc_statement
         statement.set_sql_query(sql)
         statement.execute_update()
+
+    def time_zone(self) -> str:
+        self.cursor.execute("select current_setting('TimeZone')")
+        row = self.cursor.fetchone()
+        return str(row[0]) if row else "UTC"
 
     def describe(self, sql: str) -> pa.Schema:
         return self.cursor.adbc_execute_schema(sql)
@@ -267,15 +278,22 @@ def columns_of(schema: pa.Schema) -> list[Column] | None:
 
 
 def normalize(
-    table: pa.Table, columns: list[Column], schema: pa.Schema | None = None
+    table: pa.Table,
+    columns: list[Column],
+    schema: pa.Schema | None = None,
+    *,
+    zone: str = "UTC",
 ) -> pa.Table:
     """``table`` (as the driver read it) typed as the psycopg path types the
     same rows: the declared types, or text where a value does not fit them.
-    With ``schema`` (a stream's first part), the same schema or an error."""
+    With ``schema`` (a stream's first part), the same schema or an error.
+    ``zone``: the session's ``TimeZone``, in which PostgreSQL spells a
+    ``timestamptz`` that Python cannot hold."""
     arrays = []
     for index, (column, field) in enumerate(zip(columns, table.schema, strict=True)):
         kind = (field.metadata or {}).get(_TYPE_KEY, b"").decode()
-        array = _column(table.column(index), kind, results.arrow_type(column.type))
+        declared = results.arrow_type(column.type)
+        array = _column(table.column(index), kind, declared, zone)
         if schema is not None and array.type != schema.field(index).type:
             array = _as(array, schema.field(index))
         arrays.append(array)
@@ -283,13 +301,13 @@ def normalize(
     return pa.Table.from_arrays(arrays, names=names)
 
 
-def _column(array: pa.ChunkedArray, kind: str, declared: pa.DataType) -> Any:
+def _column(array: pa.ChunkedArray, kind: str, declared: pa.DataType, zone: str) -> Any:
     if isinstance(array.type, pa.BaseExtensionType):
         if kind == "uuid":
             return results._array(array.to_pylist(), declared)
         array = _storage(array)
     if kind in ("date", "timestamp", "timestamptz", "time"):
-        return _temporal(array, kind, declared)
+        return _temporal(array, kind, declared, zone)
     if kind == "numeric":
         return _numeric(array, declared)
     if kind == "oid":
@@ -309,7 +327,9 @@ def _view(array: pa.ChunkedArray, type_: pa.DataType) -> pa.ChunkedArray:
     return pa.chunked_array([chunk.view(type_) for chunk in array.chunks], type=type_)
 
 
-def _temporal(array: pa.ChunkedArray, kind: str, declared: pa.DataType) -> Any:
+def _temporal(
+    array: pa.ChunkedArray, kind: str, declared: pa.DataType, zone: str
+) -> Any:
     """Dates and times as they are where Python holds them; a column with
     an infinity (or a value Python cannot hold) as the psycopg path spells
     it: text."""
@@ -334,24 +354,25 @@ def _temporal(array: pa.ChunkedArray, kind: str, declared: pa.DataType) -> Any:
         python, numbers.to_pylist(), inside.to_pylist(), strict=True
     ):
         if fits is False:
-            value = special.get(number) or _beyond_python(number, kind)
+            value = special.get(number) or _beyond_python(number, kind, zone)
         values.append(value)
     return results._array(values, declared)
 
 
-def _beyond_python(number: int, kind: str) -> str:
-    """A value Python's types cannot hold, other than an infinity, as text.
-
-    TODO: the psycopg path gives PostgreSQL's own text here (``... BC``, the
-    session's time zone); this gives Arrow's ISO spelling of the same value.
-    """
+def _beyond_python(number: int, kind: str, zone: str) -> str:
+    """A value Python's types cannot hold, other than an infinity, as the
+    text PostgreSQL prints (and the psycopg path gives)."""
     if kind == "time":
         return "24:00:00" if number == _DAY_MICROS else str(number)
     if kind == "date":
-        return str(pa.scalar(number, pa.int32()).cast(pa.date32()).cast(pa.string()))
-    zone = "UTC" if kind == "timestamptz" else None
-    stamp = pa.scalar(number, pa.int64()).cast(pa.timestamp("us", tz=zone))
-    return str(stamp.cast(pa.string()))
+        if number < _PG_MIN_DAY:  # the driver's shift to 1970 wrapped past 2^31
+            number += 2**32
+        return postgres_calendar.date_text(number)
+    if number < _PG_MIN_DAY * _DAY_MICROS:  # wrapped past 2^63
+        number += 2**64
+    if kind == "timestamptz":
+        return postgres_calendar.timestamp_text(number, zone)
+    return postgres_calendar.timestamp_text(number)
 
 
 def _numeric(array: pa.ChunkedArray, declared: pa.DataType) -> Any:
