@@ -343,3 +343,39 @@ async def test_missing_database_raises_unavailable(
 
     with pytest.raises(DatabaseUnavailableError, match="database does not exist"):
         await registry.run(spec, "select 1")
+
+
+async def _copy_csv(spec: ConnectionSpec, sql: str) -> str:
+    """``sql``'s rows as PostgreSQL's ``COPY ... CSV HEADER`` writes them."""
+    copied = bytearray()
+    async with await outside(spec) as conn:
+        statement = f"copy ({sql}) to stdout with csv header"
+        async with conn.cursor().copy(statement) as copy:
+            async for data in copy:
+                copied += data
+    return copied.decode()
+
+
+async def test_csv_of_a_result_reads_as_postgresql_copy_writes_it(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec
+) -> None:
+    sql = (
+        "select * from (values (null::text, ''::text, 1), ('a,\"b\"', null, null),"
+        " ('', 'line\nbreak', 3)) v(a, b, c)"
+    )
+    copied = await _copy_csv(postgres_spec, sql)
+
+    result = await registry.run(postgres_spec, sql)
+
+    assert results.to_csv(result).replace("\r\n", "\n") == copied
+
+
+async def test_a_one_column_csv_reads_as_postgresql_copy_writes_it(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec
+) -> None:
+    sql = "select * from (values (null::text), (''), ('x')) v(a)"
+    copied = await _copy_csv(postgres_spec, sql)
+
+    result = await registry.run(postgres_spec, sql)
+
+    assert results.to_csv(result).replace("\r\n", "\n") == copied

@@ -26,7 +26,8 @@ async def test_the_database_makes_no_more_rows_than_the_limit_needs(
 
 
 @pytest.mark.parametrize(
-    ("limit", "rows", "truncated"), [(3, 3, True), (4, 4, False), (9, 4, False)]
+    ("limit", "rows", "truncated"),
+    [(3, 3, True), (4, 4, False), (9, 4, False), (2**63 - 1, 4, False)],
 )
 async def test_a_limit_says_whether_it_cut(
     registry: EngineRegistry,

@@ -175,3 +175,27 @@ def test_field_list_names_each_column_and_its_type(result: QueryResult) -> None:
         {"name": "id", "type": "int64"},
         {"name": "name", "type": "string"},
     ]
+
+
+def test_csv_tells_null_from_the_empty_string_as_postgresql_does() -> None:
+    rows = QueryResult(
+        columns=[Column("a", "string"), Column("b", "string"), Column("c", "int64")],
+        rows=[(None, "", 1), ("", None, None)],
+    )
+
+    assert to_csv(rows).splitlines() == ["a,b,c", ',"",1', '"",,']
+
+
+def test_a_one_column_csv_null_is_an_empty_line() -> None:
+    rows = QueryResult(columns=[Column("a", "string")], rows=[(None,), ("",), ("x",)])
+
+    assert to_csv(rows).split("\r\n") == ["a", "", '""', "x", ""]
+
+
+def test_csv_text_holding_nul_is_kept_whole() -> None:
+    rows = QueryResult(
+        columns=[Column("a", "string"), Column("b", "string")],
+        rows=[("x\x00y", ""), (None, "z")],
+    )
+
+    assert to_csv(rows).splitlines() == ["a,b", "x\x00y,", ",z"]

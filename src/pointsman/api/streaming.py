@@ -96,7 +96,8 @@ async def close(result: Result) -> None:
 
 
 class CsvEncoder:
-    """CSV text: the header, then rows (NULL is an empty field)."""
+    """CSV text: the header, then rows (NULL is an empty field, the empty
+    string ``""``)."""
 
     def __init__(self, columns: list[Column]) -> None:
         self._out = io.StringIO()
@@ -104,10 +105,7 @@ class CsvEncoder:
         self._writer.writerow(column.name for column in columns)
 
     def rows(self, batch: list[tuple[Any, ...]]) -> str:
-        self._writer.writerows(
-            [results._csv_field(value) for value in row] for row in batch
-        )
-        return self._take()
+        return results.csv_lines(batch)
 
     def header(self) -> str:
         return self._take()

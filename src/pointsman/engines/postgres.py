@@ -63,6 +63,9 @@ _ARROW_AVAILABLE = postgres_arrow.available()
 # many rows (a top-N sort instead of a full one, a scan that stops); one row
 # more tells whether the limit cut. The line breaks end a trailing comment.
 _LIMITED = "select * from (\n{sql}\n) as pointsman_limited limit {rows}"
+# Past this a limit plans nothing differently (and one more would overflow
+# PostgreSQL's bigint).
+_LARGEST_WRAPPED_LIMIT = 2**62
 
 _CONNECTION_LOST_STATES = ("08", "57P01", "57P02", "57P03")
 _SYNTAX_ERROR = "42601"
@@ -222,6 +225,7 @@ class PostgresEngine(Engine):
         own, which is then reported in its own words)."""
         wrapped = (
             limit is not None
+            and limit < _LARGEST_WRAPPED_LIMIT
             and self.spec.dialect == "postgres"
             and postgres_arrow.is_query(sql)
         )

@@ -198,11 +198,44 @@ _UTC_KEYS = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "Etc/Universal", "Etc/Zulu"}
 
 
 def to_csv(result: QueryResult) -> str:
-    """A header row and one line per row (NULL is an empty field)."""
+    """A header row and one line per row (see :func:`csv_lines`)."""
+    out = io.StringIO()
+    csv.writer(out).writerow(column.name for column in result.columns)
+    return out.getvalue() + csv_lines(result.rows)
+
+
+# The csv module writes NULL and the empty string alike (an empty field):
+# while it writes, an empty string is this character, then becomes "".
+_EMPTY_TEXT = "\x00"
+
+
+def csv_lines(rows: Sequence[Sequence[Any]]) -> str:
+    """Rows as CSV lines, as PostgreSQL's ``COPY ... CSV`` writes them: NULL
+    an empty field, the empty string ``""``."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(column.name for column in result.columns)
-    writer.writerows([_csv_field(value) for value in row] for row in result.rows)
+    if rows and len(rows[0]) == 1:
+        # The csv module writes a lone empty field as "", to tell it from an
+        # empty line; a NULL is that empty line here.
+        for row in rows:
+            field = _csv_field(row[0])
+            if field is None:
+                out.write("\r\n")
+            else:
+                writer.writerow((field,))
+    else:
+        writer.writerows([_csv_field(value) for value in row] for row in rows)
+    text = out.getvalue()
+    if _EMPTY_TEXT not in text:
+        return text
+    if not _holds_nul(rows):
+        return text.replace(_EMPTY_TEXT, '""')
+    # A value of its own holds NUL (not from PostgreSQL, whose text cannot):
+    # NULL and the empty string are both written as empty fields.
+    out = io.StringIO()
+    csv.writer(out).writerows(
+        [_csv_field(value, empty="") for value in row] for row in rows
+    )
     return out.getvalue()
 
 
@@ -342,8 +375,16 @@ _JSON_CONVERTERS: tuple[tuple[type | tuple[type, ...], Callable[[Any], Any]], ..
 )
 
 
-def _csv_field(value: Any) -> Any:
+def _csv_field(value: Any, empty: str = _EMPTY_TEXT) -> Any:
     if value is None:
-        return ""
+        return None
     text = _text(value)
-    return "" if text is None else text
+    if text is None:
+        return None
+    return empty if text == "" else text
+
+
+def _holds_nul(rows: Sequence[Sequence[Any]]) -> bool:
+    return any(
+        isinstance(value, str) and _EMPTY_TEXT in value for row in rows for value in row
+    )
