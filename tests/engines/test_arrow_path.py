@@ -350,3 +350,34 @@ def test_a_connect_error_never_shows_the_password_as_the_driver_spelled_it() -> 
     text = str(_Scrubbed(echoed, spec))
 
     assert "a\\\\ss" not in text and "w=rd" not in text and "ss w" not in text
+
+
+async def test_a_small_statement_takes_an_idle_adbc_session_rather_than_swap(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec
+) -> None:
+    spec = dataclasses.replace(postgres_spec, options={"poolSize": 1})
+    small = "select 1 as a"
+    await arrow_result(registry, spec, small)  # on ADBC; remembered as small
+
+    again = await arrow_result(registry, spec, small)
+
+    assert again.table is not None  # the idle ADBC session served it
+    stats = registry.pool_stats(spec.id)
+    assert stats is not None and stats["connectionsOpened"] == 1
+
+
+async def test_a_mixed_arrow_load_keeps_its_sessions(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec
+) -> None:
+    spec = dataclasses.replace(postgres_spec, options={"poolSize": 2})
+    large = "select g, 'row ' || g as label from generate_series(1, 2000) g"
+
+    async def client(n: int) -> None:
+        for i in range(10):
+            sql = large if (n + i) % 2 else f"select {n} as a"
+            await arrow_result(registry, spec, sql)
+
+    await asyncio.gather(*(client(n) for n in range(6)))
+
+    stats = registry.pool_stats(spec.id)
+    assert stats is not None and stats["connectionsOpened"] <= 4

@@ -225,11 +225,13 @@ class Engine(ABC):
                 leave()
         return await collect(source, limit, threshold, leave)
 
-    async def acquire(self, deadline: float, kind: Hashable = None) -> Any:
-        """A pooled connection (of ``kind``, see :class:`Pool`), with the
-        pool's failures made client-safe."""
+    async def acquire(
+        self, deadline: float, kind: Hashable = None, *, any_kind: bool = False
+    ) -> Any:
+        """A pooled connection (of ``kind``, see :meth:`Pool.acquire`), with
+        the pool's failures made client-safe."""
         try:
-            return await self.pool.acquire(deadline, kind)
+            return await self.pool.acquire(deadline, kind, any_kind=any_kind)
         except PoolTimeout as exc:
             self.counters["acquireTimeouts"] += 1
             raise failures.busy(

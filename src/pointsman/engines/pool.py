@@ -13,7 +13,8 @@ psycopg sessions and ADBC sessions for Arrow results in one pool, under one
 size): a request names the kind it wants, takes an idle one of that kind, or
 opens one while there is room; when there is none, it has an idle or
 handed-over connection of another kind closed and its own opened in its
-place. A returned connection goes to the first waiter that wants its kind,
+place (unless it will take any kind). A returned connection goes to the
+first waiter that wants its kind,
 passing over at most :data:`MAX_PASSED_OVER` times any waiter ahead of it
 that wants another, so that a mixed load swaps few connections and nobody
 waits for long.
@@ -258,9 +259,14 @@ class Pool(Generic[C]):
 
     # -- taking and giving back ---------------------------------------------------
 
-    async def acquire(self, deadline: float | None, kind: Hashable = None) -> C:
+    async def acquire(
+        self, deadline: float | None, kind: Hashable = None, *, any_kind: bool = False
+    ) -> C:
         """A connection of ``kind``, opened if needed (in the place of one of
         another kind if there is no room), before ``deadline`` (loop time).
+        With ``any_kind``, one of another kind rather than none: an idle one
+        if none of ``kind`` is, or the one handed over (the caller looks at
+        what it got).
 
         Raises PoolTimeout, BudgetTimeout, PoolClosed, or whatever ``connect``
         raises.
@@ -276,6 +282,8 @@ class Pool(Generic[C]):
         if self._idle:
             other = self._take_idle(None, any_kind=True)
             if other is not None:
+                if any_kind:
+                    return other.conn
                 return (await self._swap(other, deadline, kind)).conn
         try:
             got = await self._line.wait(deadline, self._give_back, kind)
@@ -283,7 +291,7 @@ class Pool(Generic[C]):
             raise PoolTimeout from exc
         if isinstance(got, _Slot):
             return (await self._open(deadline, kind)).conn
-        if got.kind != kind:
+        if got.kind != kind and not any_kind:
             return (await self._swap(got, deadline, kind)).conn
         return got.conn
 

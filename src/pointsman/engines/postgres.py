@@ -261,11 +261,13 @@ class PostgresEngine(Engine):
             return True
         return not conn.closed and not conn.broken
 
-    async def acquire(self, deadline: float, kind: Hashable = None) -> Any:
+    async def acquire(
+        self, deadline: float, kind: Hashable = None, *, any_kind: bool = False
+    ) -> Any:
         """A pooled session whose reset (sent when its last user gave it
         back) has finished; one whose reset failed is closed and replaced."""
         while True:
-            conn = await super().acquire(deadline, kind)
+            conn = await super().acquire(deadline, kind, any_kind=any_kind)
             if isinstance(conn, ArrowSession):
                 return conn  # reset when it was given back
             try:
@@ -328,10 +330,18 @@ class PostgresEngine(Engine):
         return self._arrow_batches(sql, acquire_deadline)
 
     async def _small_batches(self, sql: str, acquire_deadline: float) -> Batches:
-        """A statement whose last result was small, on psycopg; forgotten as
-        small once it gives more rows."""
+        """A statement whose last result was small, on psycopg, or on an ADBC
+        session where the pool has one idle and no room (swapping it would
+        cost a connect); forgotten as small once it gives more rows."""
+        conn = await self.acquire(acquire_deadline, any_kind=True)
+        if isinstance(conn, ArrowSession):
+            source = self._arrow_batches(sql, acquire_deadline, conn)
+            async with aclosing(source) as parts:
+                async for part in parts:
+                    yield part
+            return
         rows = 0
-        async with aclosing(self._batches(sql, acquire_deadline)) as batches:
+        async with aclosing(self._batches(sql, acquire_deadline, conn)) as batches:
             async for columns, batch in batches:
                 assert not isinstance(batch, ArrowPart)
                 rows += len(batch)
@@ -339,11 +349,14 @@ class PostgresEngine(Engine):
                     self._small_results.pop(sql, None)
                 yield columns, batch
 
-    async def _arrow_batches(self, sql: str, acquire_deadline: float) -> Batches:
+    async def _arrow_batches(
+        self, sql: str, acquire_deadline: float, conn: ArrowSession | None = None
+    ) -> Batches:
         """Record batches read by ADBC, from an Arrow session of the pool;
         the psycopg path's rows instead where the statement is not one read
         here (see :mod:`pointsman.engines.postgres_arrow`)."""
-        conn = await self.acquire(acquire_deadline, ARROW_SESSION)
+        if conn is None:
+            conn = await self.acquire(acquire_deadline, ARROW_SESSION)
         assert isinstance(conn, ArrowSession)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.spec.query_timeout_seconds + CLIENT_GRACE_SECONDS
@@ -375,6 +388,8 @@ class PostgresEngine(Engine):
                 yield columns, ArrowPart(table, normalize)
             if read <= SMALL_RESULT_ROWS:
                 _remember(self._small_results, sql)
+            else:
+                self._small_results.pop(sql, None)
         finally:
             if not state.released:
                 await self._give_back_arrow(state)
@@ -461,11 +476,18 @@ class PostgresEngine(Engine):
     def _open_batches(self, sql: str, acquire_deadline: float) -> Batches:
         return self._batches(sql, acquire_deadline)
 
-    async def _batches(self, sql: str, acquire_deadline: float) -> Batches:
-        """Rows in batches of ``STREAM_CHUNK_ROWS`` from one pooled session,
-        given back (reset) when the generator closes; closing early cancels
-        the rest of the statement on the server."""
-        conn = await self.acquire(acquire_deadline)
+    async def _batches(
+        self,
+        sql: str,
+        acquire_deadline: float,
+        conn: AsyncConnection[Any] | None = None,
+    ) -> Batches:
+        """Rows in batches of ``STREAM_CHUNK_ROWS`` from one pooled session
+        (``conn`` if already taken), given back (reset) when the generator
+        closes; closing early cancels the rest of the statement on the
+        server."""
+        if conn is None:
+            conn = await self.acquire(acquire_deadline)
         deadline = asyncio.get_running_loop().time() + (
             self.spec.query_timeout_seconds + CLIENT_GRACE_SECONDS
         )
