@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pointsman.engines import ConnectionSpec, EngineRegistry
+from pointsman.engines.postgres_limit import as_in_the_query
 from pointsman.errors import QueryFailedError
 
 pytestmark = pytest.mark.anyio
@@ -88,3 +89,63 @@ async def test_a_mistake_in_a_limited_query_reads_as_without_the_limit(
 
     assert limited.value.detail == plain.value.detail
     assert "pointsman_limited" not in limited.value.detail
+
+
+@pytest.mark.parametrize("arrow", [False, True], ids=["psycopg", "arrow"])
+@pytest.mark.parametrize("code", ["42601", "0A000", "42P01"])
+async def test_a_limited_query_failing_as_it_runs_runs_once(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec, arrow: bool, code: str
+) -> None:
+    await registry.run(postgres_spec, "create sequence calls")
+    await registry.run(
+        postgres_spec,
+        "create function boom(code text) returns int language plpgsql volatile as"
+        " $$ begin perform nextval('calls');"
+        " raise exception 'boom' using errcode = code; end $$",
+    )
+
+    with pytest.raises(QueryFailedError, match="boom"):
+        await registry.stream(
+            postgres_spec, f"select boom('{code}') as b", limit=10, arrow=arrow
+        )
+
+    calls = await registry.run(postgres_spec, "select last_value from calls")
+    assert calls.rows == [(1,)]
+
+
+@pytest.mark.parametrize("arrow", [False, True], ids=["psycopg", "arrow"])
+async def test_a_statement_the_wrapper_would_complete_fails_as_written(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec, arrow: bool
+) -> None:
+    sql = "select 1 as a) s, (select 2 as b"
+    with pytest.raises(QueryFailedError) as plain:
+        await registry.run(postgres_spec, sql)
+
+    with pytest.raises(QueryFailedError) as limited:
+        await registry.stream(postgres_spec, sql, limit=1, arrow=arrow)
+
+    assert limited.value.detail == plain.value.detail
+
+
+@pytest.mark.parametrize("arrow", [False, True], ids=["psycopg", "arrow"])
+@pytest.mark.parametrize(
+    "sql",
+    ["select 'abc'::int as n", "select 1 as n\nfrom generate_series(1, 'q') g"],
+)
+async def test_an_error_points_at_the_line_of_the_query(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec, arrow: bool, sql: str
+) -> None:
+    with pytest.raises(QueryFailedError) as plain:
+        await registry.run(postgres_spec, sql)
+
+    with pytest.raises(QueryFailedError) as limited:
+        await registry.stream(postgres_spec, sql, limit=5, arrow=arrow)
+
+    assert "LINE" in plain.value.detail
+    assert limited.value.detail == plain.value.detail
+
+
+def test_line_numbers_of_the_wrapped_statement_count_in_the_query() -> None:
+    message = "bad value\nLINE 10: select x\n                ^"
+
+    assert as_in_the_query(message) == "bad value\nLINE 9: select x\n               ^"

@@ -15,10 +15,11 @@ protocol, which runs exactly one statement (the simple protocol would run
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import re
-from collections.abc import AsyncGenerator, Hashable
+from collections.abc import AsyncGenerator, Callable, Hashable, Iterator
 from contextlib import aclosing
 from typing import Any, cast
 
@@ -31,7 +32,7 @@ from psycopg.pq import ConnStatus, ExecStatus, Format, TransactionStatus
 from psycopg.sql import SQL, Composed, Identifier, Literal
 from psycopg.types.string import TextLoader
 
-from pointsman.engines import failures, postgres_arrow
+from pointsman.engines import failures, postgres_arrow, postgres_limit
 from pointsman.engines.base import Engine
 from pointsman.engines.postgres_arrow import ArrowSession
 from pointsman.engines.spec import Column, ConnectionSpec, QueryResult
@@ -59,13 +60,6 @@ NOT_ARROW_REMEMBERED = 256
 # this runs on psycopg the next time, until it gives more.
 SMALL_RESULT_ROWS = 256
 _ARROW_AVAILABLE = postgres_arrow.available()
-# A query run with a ``limit`` is wrapped so that PostgreSQL plans for that
-# many rows (a top-N sort instead of a full one, a scan that stops); one row
-# more tells whether the limit cut. The line breaks end a trailing comment.
-_LIMITED = "select * from (\n{sql}\n) as pointsman_limited limit {rows}"
-# Past this a limit plans nothing differently (and one more would overflow
-# PostgreSQL's bigint).
-_LARGEST_WRAPPED_LIMIT = 2**62
 
 _CONNECTION_LOST_STATES = ("08", "57P01", "57P02", "57P03")
 _SYNTAX_ERROR = "42601"
@@ -218,30 +212,21 @@ class PostgresEngine(Engine):
         threshold: int | None,
         arrow: bool = False,
     ) -> QueryResult | RowStream:
-        """As :meth:`Engine.stream`; a query with a ``limit`` runs wrapped in
-        one (see ``_LIMITED``), or as it was written where the wrapped
-        statement is refused before it runs (a trailing semicolon, ``select
-        ... into``, a data-modifying ``with``, or a mistake of the query's
-        own, which is then reported in its own words)."""
-        wrapped = (
-            limit is not None
-            and limit < _LARGEST_WRAPPED_LIMIT
-            and self.spec.dialect == "postgres"
-            and postgres_arrow.is_query(sql)
-        )
-        if not wrapped or limit is None:
+        """As :meth:`Engine.stream`; a query with a ``limit`` is wrapped in
+        one where the server accepts that (see :mod:`postgres_limit`)."""
+        is_query = postgres_arrow.is_query(sql)
+        if limit is None or not postgres_limit.wanted(self.spec, limit, is_query):
             return await super().stream(
                 sql, limit=limit, threshold=threshold, arrow=arrow
             )
-        limited = _LIMITED.format(sql=sql, rows=limit + 1)
-        try:
-            return await super().stream(
-                limited, limit=limit, threshold=threshold, arrow=arrow
-            )
-        except QueryFailedError as exc:
-            if not _refused_before_running(exc):
-                raise
-        return await super().stream(sql, limit=limit, threshold=threshold, arrow=arrow)
+        wrapped = postgres_limit.wrap(sql, limit)
+        return await super().stream(
+            wrapped, limit=limit, threshold=threshold, arrow=arrow
+        )
+
+    @functools.cached_property
+    def _limit_decisions(self) -> postgres_limit.Decisions:
+        return postgres_limit.Decisions()
 
     # -- connections -------------------------------------------------------------
 
@@ -360,9 +345,10 @@ class PostgresEngine(Engine):
         assert isinstance(conn, ArrowSession)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.spec.query_timeout_seconds + CLIENT_GRACE_SECONDS
-        state = _ArrowRun(conn, self._reset_text)
+        state = _ArrowRun(conn, self._reset_text, self._limit_decisions)
         try:
-            columns = await self._arrow_call(state, deadline, state.begin, sql)
+            with _counted_in_the_query(lambda: state.ran):
+                columns = await self._arrow_call(state, deadline, state.begin, sql)
             if columns is None:
                 # Not read here: the psycopg path runs it (nothing ran yet).
                 if state.reusable:
@@ -377,7 +363,8 @@ class PostgresEngine(Engine):
             read = 0
             first = True
             while True:
-                table = await self._arrow_call(state, deadline, state.next)
+                with _counted_in_the_query(lambda: state.ran):
+                    table = await self._arrow_call(state, deadline, state.next)
                 if table is None and not first:
                     break
                 if table is None:
@@ -493,22 +480,40 @@ class PostgresEngine(Engine):
         )
         self.counters["queries"] += 1
         try:
-            async with conn.cursor() as cursor:
-                size = (
-                    STREAM_CHUNK_ROWS
-                    if psycopg.capabilities.has_stream_chunked()
-                    else 1
-                )
-                rows = cast(AsyncGenerator[Any, None], cursor.stream(sql, size=size))
-                async with aclosing(rows):
-                    first, done = True, False
-                    while not done:
-                        batch, done = await self._next_batch(rows, deadline)
-                        if batch or first:
-                            yield _columns(cursor.description), batch
-                        first = False
+            sql = await self._limited(conn, sql, deadline)
+            with _counted_in_the_query(lambda: sql):
+                async with conn.cursor() as cursor:
+                    size = (
+                        STREAM_CHUNK_ROWS
+                        if psycopg.capabilities.has_stream_chunked()
+                        else 1
+                    )
+                    rows = cast(
+                        AsyncGenerator[Any, None], cursor.stream(sql, size=size)
+                    )
+                    async with aclosing(rows):
+                        first, done = True, False
+                        while not done:
+                            batch, done = await self._next_batch(rows, deadline)
+                            if batch or first:
+                                yield _columns(cursor.description), batch
+                            first = False
         finally:
             await self._give_back(conn)
+
+    async def _limited(
+        self, conn: AsyncConnection[Any], sql: str, deadline: float
+    ) -> str:
+        """The statement to run for ``sql`` (see :func:`postgres_limit.choose`),
+        failures as a query's."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await postgres_limit.choose(conn, sql, self._limit_decisions)
+        except TimeoutError as exc:
+            self.counters["queryTimeouts"] += 1
+            raise failures.timed_out(self.spec) from exc
+        except psycopg.Error as exc:
+            raise self._failed(exc) from exc
 
     async def _next_batch(
         self, rows: AsyncGenerator[Any, None], deadline: float
@@ -697,11 +702,17 @@ def _query_error(spec: ConnectionSpec, exc: psycopg.Error) -> Exception:
     return failures.query_failed(spec, str(exc))
 
 
-def _refused_before_running(exc: QueryFailedError) -> bool:
-    """Whether the server refused a statement while parsing or checking it
-    (syntax, names, privileges, unsupported features): nothing ran."""
-    state = str(getattr(exc.__cause__, "sqlstate", None) or "")
-    return state.startswith("42") or state == "0A000"
+@contextlib.contextmanager
+def _counted_in_the_query(ran: Callable[[], str]) -> Iterator[None]:
+    """Failures of a statement wrapped in a limit (``ran()``: the statement
+    that ran), with their ``LINE n`` as in the query alone."""
+    try:
+        yield
+    except QueryFailedError as exc:
+        if postgres_limit.unwrap(ran()) is None:
+            raise
+        detail = postgres_limit.as_in_the_query(exc.detail)
+        raise QueryFailedError(detail) from exc.__cause__
 
 
 def _remember(memo: dict[str, None], sql: str) -> None:
@@ -714,9 +725,13 @@ def _remember(memo: dict[str, None], sql: str) -> None:
 class _ArrowRun:
     """One statement on an ADBC session, as its thread sees it."""
 
-    def __init__(self, conn: ArrowSession, reset_sql: str) -> None:
+    def __init__(
+        self, conn: ArrowSession, reset_sql: str, decisions: postgres_limit.Decisions
+    ) -> None:
         self.conn = conn
         self.reset_sql = reset_sql
+        self.decisions = decisions
+        self.ran = ""  # the statement begun: the one asked for, or its query
         self.reader: Any = None
         self.schema: pa.Schema | None = None
         self.reusable = True
@@ -726,14 +741,15 @@ class _ArrowRun:
     def begin(self, sql: str) -> list[Column] | None:
         """Describe ``sql``; run it if ADBC reads its columns (their declared
         types), else None. A statement the server refuses to describe is
-        left to psycopg too, which reports it as it does for any format."""
-        try:
-            schema = self.conn.describe(sql)
-        except Exception as exc:
-            if not postgres_arrow.is_driver_error(exc):
-                raise
-            if postgres_arrow.connection_lost(exc):
-                self.reusable = False
+        left to psycopg too, which reports it as it does for any format. A
+        query wrapped in a limit runs wrapped only where the server takes
+        both (see :mod:`postgres_limit`)."""
+        query = postgres_limit.unwrap(sql)
+        if query is not None:
+            sql = self._limited(query, sql)
+        self.ran = sql
+        schema = self._schema(sql)
+        if schema is None:
             return None
         columns = postgres_arrow.columns_of(schema)
         if columns is None:
@@ -746,6 +762,26 @@ class _ArrowRun:
             raise
         self.schema = self.reader.schema
         return columns
+
+    def _schema(self, sql: str) -> pa.Schema | None:
+        try:
+            return self.conn.describe(sql)
+        except Exception as exc:
+            if not postgres_arrow.is_driver_error(exc):
+                raise
+            if postgres_arrow.connection_lost(exc):
+                self.reusable = False
+            return None
+
+    def _limited(self, query: str, wrapped: str) -> str:
+        wrappable = self.decisions.get(query)
+        if wrappable is None:
+            wrappable = self._schema(query) is not None and (
+                self._schema(wrapped) is not None
+            )
+            if self.reusable:  # not a session lost meanwhile
+                self.decisions.set(query, wrappable)
+        return wrapped if wrappable else query
 
     def next(self) -> pa.Table | None:
         """The next record batch as a table; None at the end, when the

@@ -1,0 +1,111 @@
+"""A ``limit`` that PostgreSQL plans for.
+
+A query run with a ``limit`` is wrapped, ``select * from (<query>) as
+pointsman_limited limit <limit + 1>``, so that the database plans for those
+rows (a top-N sort instead of a full one, a scan that stops) and the one row
+more tells whether the limit cut. The wrapped statement runs only where
+the server parses both it and the query alone (a prepare, which runs
+nothing): a statement the wrapper would break (a trailing semicolon,
+``select ... into``, a data-modifying ``with``) or complete (unbalanced
+parentheses) runs as written, and so does one with a mistake of its own,
+which then reads in its own words. A failure while the wrapped statement
+runs is never retried; its ``LINE n`` is given as in the query alone.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from psycopg import AsyncConnection, generators
+from psycopg.pq import ExecStatus
+
+from pointsman.engines.spec import ConnectionSpec
+
+_PREFIX = "select * from (\n"
+_SUFFIX = "\n) as pointsman_limited limit "
+_WRAPPED = re.compile(re.escape(_PREFIX) + r"(.*)" + re.escape(_SUFFIX) + r"\d+", re.S)
+# Past this a limit plans nothing differently (and one more would overflow
+# PostgreSQL's bigint).
+LARGEST_WRAPPED_LIMIT = 2**62
+# Queries whose wrapping was decided, per pool, this many (oldest forgotten).
+DECISIONS_KEPT = 256
+
+
+def wrap(sql: str, limit: int) -> str:
+    return f"{_PREFIX}{sql}{_SUFFIX}{limit + 1}"
+
+
+def unwrap(sql: str) -> str | None:
+    """The query inside a wrapped statement; None for any other."""
+    found = _WRAPPED.fullmatch(sql)
+    return None if found is None else found[1]
+
+
+def wanted(spec: ConnectionSpec, limit: int | None, is_query: bool) -> bool:
+    return (
+        limit is not None
+        and limit < LARGEST_WRAPPED_LIMIT
+        and spec.dialect == "postgres"
+        and is_query
+    )
+
+
+class Decisions:
+    """Whether each query's wrapped statement may run, as the server said."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, bool] = {}
+
+    def get(self, query: str) -> bool | None:
+        return self._known.get(query)
+
+    def set(self, query: str, wrappable: bool) -> None:
+        if query not in self._known and len(self._known) >= DECISIONS_KEPT:
+            self._known.pop(next(iter(self._known)))
+        self._known[query] = wrappable
+
+
+async def choose(conn: AsyncConnection[Any], sql: str, decisions: Decisions) -> str:
+    """The statement to run on a psycopg session: ``sql``, or for a wrapped
+    one, the query alone unless the server parses both."""
+    query = unwrap(sql)
+    if query is None:
+        return sql
+    wrappable = decisions.get(query)
+    if wrappable is None:
+        wrappable = await _parses(conn, query) and await _parses(conn, sql)
+        decisions.set(query, wrappable)
+    return sql if wrappable else query
+
+
+async def _parses(conn: AsyncConnection[Any], sql: str) -> bool:
+    """Whether the server parses and checks ``sql`` as one statement (an
+    unnamed prepare: nothing runs)."""
+    pgconn = conn.pgconn
+    pgconn.send_prepare(b"", sql.encode(conn.info.encoding))
+    answers = await conn.wait(generators.execute(pgconn))
+    return all(answer.status == ExecStatus.COMMAND_OK for answer in answers)
+
+
+_LINE = re.compile(r"^LINE (\d+): ", re.M)
+
+
+def as_in_the_query(message: str) -> str:
+    """A message about the wrapped statement with its ``LINE n`` counted in
+    the query alone (one line less), the caret under the same character."""
+    lines = message.split("\n")
+    for index, line in enumerate(lines):
+        found = _LINE.match(line)
+        if found is None:
+            continue
+        number = int(found[1])
+        if number < 2:
+            continue
+        label = f"LINE {number - 1}: "
+        lines[index] = label + line[found.end() :]
+        shift = found.end() - len(label)
+        caret = index + 1
+        if shift and caret < len(lines) and lines[caret].startswith(" " * shift):
+            lines[caret] = lines[caret][shift:]
+    return "\n".join(lines)
