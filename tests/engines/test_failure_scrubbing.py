@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 
 import pytest
@@ -76,3 +77,17 @@ def test_timeout_message_names_the_connection_and_the_limit() -> None:
     assert timed_out(SPEC).detail == (
         "Query exceeded the 900s timeout of connection 'prod' and was cancelled"
     )
+
+
+def test_a_short_password_is_removed_where_it_stands_alone_only() -> None:
+    spec = dataclasses.replace(SPEC, secrets={"password": "x"})
+
+    text = scrub("column \"nosuch\" does not exist near 'x' and x", spec)
+
+    assert text == "column \"nosuch\" does not exist near '***' and ***"
+
+
+def test_a_long_password_is_removed_even_inside_a_word() -> None:
+    spec = dataclasses.replace(SPEC, secrets={"password": "hunter2hunter"})
+
+    assert scrub("abchunter2hunterdef", spec) == "abc***def"

@@ -65,14 +65,26 @@ _REASON_PHRASES: tuple[tuple[tuple[str, ...], str], ...] = (
 )
 
 
+# A secret shorter than this is removed where it stands alone, not inside
+# a longer word: a password "x" must not turn "exist" into "e***ist".
+SHORT_SECRET = 8
+
+
 def scrub(text: str, spec: ConnectionSpec) -> str:
     """Remove the spec's secrets, any URL and any ``password=...`` from text."""
     for secret in spec.secrets.values():
         if secret:
-            text = text.replace(secret, REDACTED)
-            text = text.replace(quote(secret, safe=""), REDACTED)
+            for spelling in {secret, quote(secret, safe="")}:
+                text = without_secret(text, spelling)
     text = _URL.sub("<dsn>", text)
     return _KEY_VALUE_SECRET.sub(lambda m: f"{m[1]}{m[2]}{REDACTED}", text)
+
+
+def without_secret(text: str, secret: str) -> str:
+    if len(secret) >= SHORT_SECRET:
+        return text.replace(secret, REDACTED)
+    alone = rf"(?<![0-9A-Za-z]){re.escape(secret)}(?![0-9A-Za-z])"
+    return re.sub(alone, REDACTED, text)
 
 
 def connect_reason(exc: BaseException, spec: ConnectionSpec) -> str:

@@ -245,7 +245,7 @@ class _Scrubbed(Exception):
         text = str(exc)
         for secret in spec.secrets.values():
             if secret:  # as the connection string spells it
-                text = text.replace(_quote(secret)[1:-1], failures.REDACTED)
+                text = failures.without_secret(text, _quote(secret)[1:-1])
         super().__init__(failures.scrub(text, spec))
 
 
