@@ -121,6 +121,33 @@ async def test_timestamps_python_cannot_hold_are_spelled_in_the_session_zone(
     ]
 
 
+ZONED = {
+    "an instant past 9999 in UTC but not locally": "select v::timestamptz as v"
+    " from (values ('2024-11-03 04:30:00+00'), ('10000-01-01 02:30:00+00')) x(v)",
+    "an infinity among instants": "select v::timestamptz as v"
+    " from (values ('infinity'), ('2024-11-03 04:30:00.5+00')) x(v)",
+    "an instant past 9999 locally": "select v::timestamptz as v"
+    " from (values ('2024-01-01 00:00:00+00'), ('10000-01-01 05:00:00+00')) x(v)",
+}
+
+
+@pytest.mark.parametrize("sql", ZONED.values(), ids=ZONED.keys())
+async def test_instants_read_as_psycopg_gives_them_in_the_session_zone(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec, sql: str
+) -> None:
+    async with await outside(postgres_spec) as conn:
+        await conn.execute(
+            f'alter database "{postgres_spec.database}"'
+            " set timezone = 'America/St_Johns'"
+        )
+    expected = await psycopg_table(registry, postgres_spec, sql)
+
+    result = await arrow_result(registry, postgres_spec, sql)
+
+    assert result.table is not None
+    assert ipc_bytes(results.to_arrow_table(result)) == ipc_bytes(expected)
+
+
 ON_PSYCOPG = {
     "an interval": "select interval '1 day' as a",
     "an array": "select array[1, 2] as a",

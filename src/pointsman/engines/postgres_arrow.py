@@ -306,7 +306,9 @@ def _column(array: pa.ChunkedArray, kind: str, declared: pa.DataType, zone: str)
         if kind == "uuid":
             return results._array(array.to_pylist(), declared)
         array = _storage(array)
-    if kind in ("date", "timestamp", "timestamptz", "time"):
+    if kind == "timestamptz":
+        return _timestamptz(array, declared, zone)
+    if kind in ("date", "timestamp", "time"):
         return _temporal(array, kind, declared, zone)
     if kind == "numeric":
         return _numeric(array, declared)
@@ -359,6 +361,42 @@ def _temporal(
     return results._array(values, declared)
 
 
+def _timestamptz(array: pa.ChunkedArray, declared: pa.DataType, zone: str) -> Any:
+    """Instants as they are wherever psycopg makes them a datetime (in the
+    session's zone, within years 1 to 9999); a column with an infinity or a
+    value beyond that as psycopg spells it: text, its datetimes in the
+    session's zone."""
+    numbers = _view(array, pa.int64())
+    bounds = pc.min_max(numbers)
+    smallest, largest = bounds["min"].as_py(), bounds["max"].as_py()
+    margin = 2 * _DAY_MICROS  # more than any zone's offset
+    if smallest is None or (
+        _MIN_MICROS + margin <= smallest and largest <= _MAX_MICROS - margin
+    ):
+        return array
+    values: list[Any] = []
+    as_text = False
+    for number in numbers.to_pylist():
+        if number is None:
+            values.append(None)
+            continue
+        special = _INFINITE["timestamp"].get(number)
+        local = None
+        if special is None:
+            local = postgres_calendar.local_datetime(_unwrapped(number), zone)
+        if local is None:
+            values.append(special or _beyond_python(number, "timestamptz", zone))
+            as_text = True
+        else:
+            values.append(local)
+    return results._array(values, declared) if as_text else array
+
+
+def _unwrapped(micros: int) -> int:
+    """A timestamp the driver's shift to 1970 wrapped past 2^63, unwrapped."""
+    return micros + 2**64 if micros < _PG_MIN_DAY * _DAY_MICROS else micros
+
+
 def _beyond_python(number: int, kind: str, zone: str) -> str:
     """A value Python's types cannot hold, other than an infinity, as the
     text PostgreSQL prints (and the psycopg path gives)."""
@@ -368,8 +406,7 @@ def _beyond_python(number: int, kind: str, zone: str) -> str:
         if number < _PG_MIN_DAY:  # the driver's shift to 1970 wrapped past 2^31
             number += 2**32
         return postgres_calendar.date_text(number)
-    if number < _PG_MIN_DAY * _DAY_MICROS:  # wrapped past 2^63
-        number += 2**64
+    number = _unwrapped(number)
     if kind == "timestamptz":
         return postgres_calendar.timestamp_text(number, zone)
     return postgres_calendar.timestamp_text(number)

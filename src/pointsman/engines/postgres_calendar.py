@@ -12,7 +12,7 @@ before 1, the fraction of a second without its trailing zeros, and for a
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -20,6 +20,13 @@ DAY_MICROS = 86_400_000_000
 # The Gregorian calendar repeats itself every 400 years, weekdays included.
 _CYCLE_DAYS = 146_097
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+# Local times Python holds, in microseconds from 1970-01-01.
+_MIN_LOCAL = -62_135_596_800_000_000
+_MAX_LOCAL = 253_402_300_799_999_999
+# UTC instants Python holds with a day to spare (for astimezone).
+_MIN_SHIFTED = _MIN_LOCAL + DAY_MICROS
+_MAX_SHIFTED = _MAX_LOCAL - DAY_MICROS
 # The earliest instant Python can place in a zone: before it (and for any
 # year before 1) a zone has the offset of its earliest rule, as in PostgreSQL.
 _EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
@@ -69,6 +76,21 @@ def timestamp_text(micros: int, zone: str | None = None) -> str:
     if zone is not None:
         text += offset_text(offset)
     return text + _era(year)
+
+
+def local_datetime(micros: int, zone: str) -> datetime | None:
+    """The instant ``micros`` after 1970-01-01 UTC as psycopg gives it: a
+    datetime in the session's zone (at that instant's offset); None where
+    its local time is outside the years Python holds."""
+    offset = _offset_seconds(micros, zone)
+    local = micros + offset * 1_000_000
+    if not _MIN_LOCAL <= local <= _MAX_LOCAL:
+        return None
+    naive = _NAIVE_EPOCH + timedelta(microseconds=local)
+    place = _zone(zone)
+    if place is not None and _MIN_SHIFTED <= micros <= _MAX_SHIFTED:
+        return (_EPOCH + timedelta(microseconds=micros)).astimezone(place)
+    return naive.replace(tzinfo=timezone(timedelta(seconds=offset)))
 
 
 def offset_text(seconds: int) -> str:
