@@ -126,6 +126,8 @@ ZONED = {
     " from (values ('2024-11-03 04:30:00+00'), ('10000-01-01 02:30:00+00')) x(v)",
     "an infinity among instants": "select v::timestamptz as v"
     " from (values ('infinity'), ('2024-11-03 04:30:00.5+00')) x(v)",
+    "the first instant of year 1": "select v::timestamptz as v"
+    " from (values ('0001-01-01 00:00:00+00'), ('2024-06-01 12:00+00')) x(v)",
     "an instant past 9999 locally": "select v::timestamptz as v"
     " from (values ('2024-01-01 00:00:00+00'), ('10000-01-01 05:00:00+00')) x(v)",
 }
@@ -408,3 +410,15 @@ async def test_a_mixed_arrow_load_keeps_its_sessions(
 
     stats = registry.pool_stats(spec.id)
     assert stats is not None and stats["connectionsOpened"] <= 4
+
+
+@pytest.mark.parametrize("arrow", [False, True], ids=["psycopg", "adbc"])
+async def test_a_parameter_without_a_value_is_a_query_error_not_a_lost_session(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec, arrow: bool
+) -> None:
+    with pytest.raises(QueryFailedError) as caught:
+        await registry.stream(postgres_spec, "select $1 as a", arrow=arrow)
+
+    assert "COPY" not in caught.value.detail
+    stats = registry.pool_stats(postgres_spec.id)
+    assert stats is not None and stats["connectionsLost"] == 0

@@ -70,3 +70,18 @@ def test_a_zone_outside_the_database_prints_the_instant_in_utc() -> None:
     micros = int((datetime(12_000 - 10_000, 1, 1, tzinfo=UTC)).timestamp()) * 10**6
 
     assert timestamp_text(micros, "UTC+3") == "2000-01-01 00:00:00+00"
+
+
+@pytest.mark.parametrize(
+    ("zone", "text"),
+    [
+        ("America/New_York", "0001-12-31 19:03:58-04:56:02 BC"),
+        ("Asia/Tokyo", "0001-01-01 09:18:59+09:18:59"),
+    ],
+)
+def test_the_first_instants_of_year_1_in_zones_either_side_of_utc(
+    zone: str, text: str
+) -> None:
+    first = (date(1, 1, 1) - EPOCH).days * 86_400_000_000
+
+    assert timestamp_text(first, zone) == text

@@ -687,6 +687,8 @@ def _columns(description: list[psycopg.Column] | None) -> list[Column]:
 
 def _connection_lost(exc: psycopg.Error) -> bool:
     state = exc.sqlstate or ""
+    if state == postgres_arrow.PROTOCOL_VIOLATION:
+        return False
     if state.startswith(_CONNECTION_LOST_STATES):
         return True
     return not state and isinstance(

@@ -447,6 +447,10 @@ def _as(array: Any, field: pa.Field) -> Any:
 # -- errors -------------------------------------------------------------------------
 
 _CONNECTION_LOST_STATES = ("08", "57P01", "57P02", "57P03")
+# In class 08 but about the statement (``select $1`` without a parameter):
+# the session lives on.
+PROTOCOL_VIOLATION = "08P01"
+_COPY_LINE = re.compile(r"^LINE 1: (?:\.\.\.)?(COPY \()", re.M)
 _NOT_WRAPPABLE = ("42601", "0A000")  # syntax error, feature not supported
 _DRIVER_PREFIX = re.compile(r"^[A-Z_]+: (?:\[libpq\] )?(?:[^:\n]*: )*?ERROR:  ", re.S)
 _DRIVER_SUFFIX = re.compile(r"\n*(?:\nQuery was: .*)?\. SQLSTATE: \w+\s*$", re.S)
@@ -458,6 +462,8 @@ def sqlstate(exc: BaseException) -> str:
 
 def connection_lost(exc: BaseException) -> bool:
     state = sqlstate(exc)
+    if state == PROTOCOL_VIOLATION:
+        return False
     if state.startswith(_CONNECTION_LOST_STATES):
         return True
     return not state and type(exc).__name__ in ("OperationalError", "InterfaceError")
@@ -468,7 +474,22 @@ def message(exc: BaseException) -> str:
     status, the ``ERROR:`` tag and the statement echoed back)."""
     text = str(exc)
     text = _DRIVER_SUFFIX.sub("", text)
-    return _DRIVER_PREFIX.sub("", text).strip()
+    text = _DRIVER_PREFIX.sub("", text).strip()
+    return _without_copy(text)
+
+
+def _without_copy(text: str) -> str:
+    """The first line of the statement shown without the driver's ``COPY (``
+    before it, the caret under the same character."""
+    found = _COPY_LINE.search(text)
+    if found is None:
+        return text
+    start, end = found.span(1)
+    text = text[:start] + text[end:]
+    caret_line = text.find("\n", start)
+    if caret_line >= 0 and text.startswith(" " * 6, caret_line + 1):
+        text = text[: caret_line + 1] + text[caret_line + 7 :]
+    return text
 
 
 def is_timeout(exc: BaseException) -> bool:

@@ -27,9 +27,11 @@ _MAX_LOCAL = 253_402_300_799_999_999
 # UTC instants Python holds with a day to spare (for astimezone).
 _MIN_SHIFTED = _MIN_LOCAL + DAY_MICROS
 _MAX_SHIFTED = _MAX_LOCAL - DAY_MICROS
-# The earliest instant Python can place in a zone: before it (and for any
-# year before 1) a zone has the offset of its earliest rule, as in PostgreSQL.
+# An instant early enough to place in any zone without leaving Python's
+# years: before the time zone database's first rules (none predates 1800) a
+# zone has its earliest offset, local mean time, as in PostgreSQL.
 _EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+_FIRST_RULES = 1800
 
 
 def civil(days: int) -> tuple[int, int, int]:
@@ -116,13 +118,13 @@ def _era(year: int) -> str:
 
 def _offset_seconds(micros: int, zone: str) -> int:
     """The zone's offset at that instant: past 9999 taken at the same moment
-    of an earlier 400-year cycle (zones repeat their last rule), before year 1
+    of an earlier 400-year cycle (zones repeat their last rule), before 1800
     the zone's earliest offset."""
     place = _zone(zone)
     if place is None:
         return 0
     year = civil(micros // DAY_MICROS)[0]
-    if year < 1:
+    if year < _FIRST_RULES:
         instant = _EARLIEST
     else:
         cycles = max(0, (year - 2400) // 400)
