@@ -80,11 +80,25 @@ def test_timeout_message_names_the_connection_and_the_limit() -> None:
 
 
 def test_a_short_password_is_removed_where_it_stands_alone_only() -> None:
-    spec = dataclasses.replace(SPEC, secrets={"password": "x"})
+    spec = dataclasses.replace(SPEC, secrets={"password": "abcd"})
 
-    text = scrub("column \"nosuch\" does not exist near 'x' and x", spec)
+    text = scrub("no column abcdef or a_abcd_b near 'abcd' and abcd", spec)
 
-    assert text == "column \"nosuch\" does not exist near '***' and ***"
+    assert text == "no column abcdef or a_abcd_b near '***' and ***"
+
+
+def test_a_tiny_password_is_removed_only_where_spelled_as_a_password() -> None:
+    spec = dataclasses.replace(SPEC, secrets={"password": "1"})
+
+    text = scrub("LINE 1: select 1 from t, password=1 and pg://u:1@h/d", spec)
+
+    assert text == "LINE 1: select 1 from t, password=*** and <dsn>"
+
+
+def test_urls_without_credentials_and_quoted_values_stay_readable() -> None:
+    text = scrub("invalid input: \"http://example.com/x\" 'password=hunter2'", SPEC)
+
+    assert text == "invalid input: \"http://example.com/x\" 'password=***'"
 
 
 def test_a_long_password_is_removed_even_inside_a_word() -> None:

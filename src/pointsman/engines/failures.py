@@ -23,9 +23,11 @@ from pointsman.errors import (
 
 REDACTED = "***"
 
-_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s'\"<>]+")
+# A URL that carries credentials (``scheme://user:password@host``).
+_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s/@'\"<>]*@[^\s'\"<>]+")
 _KEY_VALUE_SECRET = re.compile(
-    r"(?i)\b(password|passwd|pwd|secret|token)(\s*[=:]\s*)('[^']*'|\"[^\"]*\"|\S+)"
+    r"(?i)\b(password|passwd|pwd|secret|token)(\s*[=:]\s*)"
+    r"('[^']*'|\"[^\"]*\"|[^\s'\",;]+)"
 )
 
 # Ordered: the first phrase found in the driver's message names the reason.
@@ -66,8 +68,12 @@ _REASON_PHRASES: tuple[tuple[tuple[str, ...], str], ...] = (
 
 
 # A secret shorter than this is removed where it stands alone, not inside
-# a longer word: a password "x" must not turn "exist" into "e***ist".
+# a longer word: a password "abcd" must not turn "abcdef" into "***ef".
 SHORT_SECRET = 8
+# A secret shorter than this cannot be told from ordinary text ("1" in
+# "LINE 1"): it is removed only where it is spelled as a password
+# (``password=...``, a URL's credentials). Such passwords are weak anyway.
+TINY_SECRET = 4
 
 
 def scrub(text: str, spec: ConnectionSpec) -> str:
@@ -83,7 +89,9 @@ def scrub(text: str, spec: ConnectionSpec) -> str:
 def without_secret(text: str, secret: str) -> str:
     if len(secret) >= SHORT_SECRET:
         return text.replace(secret, REDACTED)
-    alone = rf"(?<![0-9A-Za-z]){re.escape(secret)}(?![0-9A-Za-z])"
+    if len(secret) < TINY_SECRET:
+        return text
+    alone = rf"(?<!\w){re.escape(secret)}(?!\w)"
     return re.sub(alone, REDACTED, text)
 
 
