@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pointsman.engines import ConnectionSpec, EngineRegistry
-from pointsman.engines.postgres_limit import as_in_the_query
+from pointsman.engines.postgres_limit import as_in_the_query, wrap
 from pointsman.errors import QueryFailedError
 
 pytestmark = pytest.mark.anyio
@@ -146,6 +146,52 @@ async def test_an_error_points_at_the_line_of_the_query(
 
 
 def test_line_numbers_of_the_wrapped_statement_count_in_the_query() -> None:
+    wrapped = wrap("\n".join(["select 1 as n"] * 8 + ["select x"]), 5)
     message = "bad value\nLINE 10: select x\n                ^"
 
-    assert as_in_the_query(message) == "bad value\nLINE 9: select x\n               ^"
+    assert as_in_the_query(message, wrapped) == (
+        "bad value\nLINE 9: select x\n               ^"
+    )
+
+
+def test_a_line_about_another_statement_keeps_its_number() -> None:
+    wrapped = wrap("select f(g)\nfrom t", 5)
+    message = "boom\nQUERY:  select\n\n  nosuchcol\nLINE 3:   nosuchcol\n          ^"
+
+    assert as_in_the_query(message, wrapped) == message
+
+
+async def test_a_decision_made_on_a_passing_mistake_is_not_kept(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec
+) -> None:
+    await registry.run(postgres_spec, "create sequence calls")
+    await registry.run(
+        postgres_spec,
+        "create function counted(n int) returns int language sql volatile as"
+        " $$ select n + 0 * nextval('calls')::int $$",
+    )
+    sql = "select counted(id) as n from late"
+    with pytest.raises(QueryFailedError):
+        await registry.run(postgres_spec, sql, limit=5)
+    await registry.run(
+        postgres_spec, "create table late as select generate_series(1, 100000) id"
+    )
+
+    result = await registry.run(postgres_spec, sql, limit=5)
+
+    assert result.row_count == 5 and result.truncated
+    calls = await registry.run(postgres_spec, "select last_value from calls")
+    assert calls.rows == [(6,)]
+
+
+async def test_a_query_that_looks_like_a_wrapped_one_runs_as_written(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec
+) -> None:
+    sql = (
+        "select * from (\nselect 1 as a) x, (select 2 as b\n)"
+        " as pointsman_limited limit 5"
+    )
+
+    result = await registry.run(postgres_spec, sql)
+
+    assert result.rows == [(1, 2)]

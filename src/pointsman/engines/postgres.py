@@ -713,7 +713,7 @@ def _counted_in_the_query(ran: Callable[[], str]) -> Iterator[None]:
     except QueryFailedError as exc:
         if postgres_limit.unwrap(ran()) is None:
             raise
-        detail = postgres_limit.as_in_the_query(exc.detail)
+        detail = postgres_limit.as_in_the_query(exc.detail, ran())
         raise QueryFailedError(detail) from exc.__cause__
 
 
@@ -778,9 +778,9 @@ class _ArrowRun:
     def _limited(self, query: str, wrapped: str) -> str:
         wrappable = self.decisions.get(query)
         if wrappable is None:
-            wrappable = self._schema(query) is not None and (
-                self._schema(wrapped) is not None
-            )
+            if self._schema(query) is None:
+                return query  # its own mistake (or a lost session): not kept
+            wrappable = self._schema(wrapped) is not None
             if self.reusable:  # not a session lost meanwhile
                 self.decisions.set(query, wrappable)
         return wrapped if wrappable else query

@@ -15,6 +15,7 @@ runs is never retried; its ``LINE n`` is given as in the query alone.
 from __future__ import annotations
 
 import re
+import secrets
 from typing import Any
 
 from psycopg import AsyncConnection, generators
@@ -23,7 +24,9 @@ from psycopg.pq import ExecStatus
 from pointsman.engines.spec import ConnectionSpec
 
 _PREFIX = "select * from (\n"
-_SUFFIX = "\n) as pointsman_limited limit "
+# The alias carries a token of this process's own, so that no query a user
+# writes is ever taken for a wrapped one.
+_SUFFIX = f"\n) as pointsman_limited_{secrets.token_hex(4)} limit "
 _WRAPPED = re.compile(re.escape(_PREFIX) + r"(.*)" + re.escape(_SUFFIX) + r"\d+", re.S)
 # Past this a limit plans nothing differently (and one more would overflow
 # PostgreSQL's bigint).
@@ -74,7 +77,9 @@ async def choose(conn: AsyncConnection[Any], sql: str, decisions: Decisions) -> 
         return sql
     wrappable = decisions.get(query)
     if wrappable is None:
-        wrappable = await _parses(conn, query) and await _parses(conn, sql)
+        if not await _parses(conn, query):
+            return query  # its own mistake (a table not there yet): not kept
+        wrappable = await _parses(conn, sql)
         decisions.set(query, wrappable)
     return sql if wrappable else query
 
@@ -91,16 +96,20 @@ async def _parses(conn: AsyncConnection[Any], sql: str) -> bool:
 _LINE = re.compile(r"^LINE (\d+): ", re.M)
 
 
-def as_in_the_query(message: str) -> str:
-    """A message about the wrapped statement with its ``LINE n`` counted in
-    the query alone (one line less), the caret under the same character."""
+def as_in_the_query(message: str, wrapped: str) -> str:
+    """A message about the ``wrapped`` statement with its ``LINE n`` counted
+    in the query alone (one line less), the caret under the same character.
+    Only a line that shows the wrapped statement's own line ``n`` is
+    renumbered (not one about a function's inner query)."""
+    statement = wrapped.split("\n")
     lines = message.split("\n")
     for index, line in enumerate(lines):
         found = _LINE.match(line)
         if found is None:
             continue
         number = int(found[1])
-        if number < 2:
+        shown = line[found.end() :].removeprefix("...").removesuffix("...")
+        if not 2 <= number <= len(statement) or shown not in statement[number - 1]:
             continue
         label = f"LINE {number - 1}: "
         lines[index] = label + line[found.end() :]
