@@ -12,7 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from outside import outside
+from outside import active_statements, outside, wait_until_gone
 
 from pointsman.engines import ConnectionSpec, EngineRegistry, results
 from pointsman.engines.spec import QueryResult
@@ -206,24 +206,6 @@ async def test_a_failure_while_reading_rows_is_the_servers_message(
     assert again.table.to_pylist() == [{"a": 7}]
 
 
-async def _active(spec: ConnectionSpec, marker: str) -> int:
-    async with await outside(spec) as conn:
-        cursor = await conn.execute(
-            "select count(*) from pg_stat_activity where state = 'active'"
-            " and pid <> pg_backend_pid() and query like %s",
-            (f"%{marker}%",),
-        )
-        row = await cursor.fetchone()
-    return int(row[0]) if row else 0
-
-
-async def _gone(spec: ConnectionSpec, marker: str) -> bool:
-    deadline = time.monotonic() + 2.0
-    while await _active(spec, marker) and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-    return await _active(spec, marker) == 0
-
-
 async def test_the_query_timeout_cancels_an_adbc_statement_on_the_server(
     registry: EngineRegistry, postgres_spec: ConnectionSpec
 ) -> None:
@@ -235,7 +217,7 @@ async def test_the_query_timeout_cancels_an_adbc_statement_on_the_server(
         await arrow_result(registry, spec, sql)
 
     assert time.monotonic() - started < 5
-    assert await _gone(spec, "adbc_timeout_marker")
+    assert await wait_until_gone(spec, "adbc_timeout_marker") == 0
 
 
 async def test_a_cancelled_adbc_query_is_cancelled_on_the_server(
@@ -243,14 +225,14 @@ async def test_a_cancelled_adbc_query_is_cancelled_on_the_server(
 ) -> None:
     sql = "select pg_sleep(30)::text as adbc_cancel_marker"
     task = asyncio.ensure_future(arrow_result(registry, postgres_spec, sql))
-    while not await _active(postgres_spec, "adbc_cancel_marker"):
+    while not await active_statements(postgres_spec, "adbc_cancel_marker"):
         await asyncio.sleep(0.05)
 
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
 
-    assert await _gone(postgres_spec, "adbc_cancel_marker")
+    assert await wait_until_gone(postgres_spec, "adbc_cancel_marker") == 0
     stats = registry.pool_stats(postgres_spec.id)
     assert stats is not None and stats["inUse"] == 0
 
@@ -265,7 +247,7 @@ async def test_a_session_ended_mid_stream_is_a_lost_connection(
     )
     stream = await registry.stream(postgres_spec, sql, threshold=100, arrow=True)
     assert isinstance(stream, ArrowStream)
-    while not await _active(postgres_spec, "adbc_lost_marker"):
+    while not await active_statements(postgres_spec, "adbc_lost_marker"):
         await asyncio.sleep(0.05)
     async with await outside(postgres_spec) as conn:
         await conn.execute(

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import psycopg
 import pytest
-from outside import outside
+from outside import active_statements, outside, wait_until_gone
 
 from pointsman.engines import ConnectionSpec, EngineRegistry, results
 from pointsman.errors import (
@@ -24,27 +24,6 @@ from pointsman.errors import (
 pytestmark = pytest.mark.anyio
 
 FAKE_PASSWORD = "Pw-never-shown-7f3a9c"
-
-
-async def _active_statements(spec: ConnectionSpec, marker: str) -> int:
-    """How many statements containing ``marker`` run on the server now."""
-    async with await outside(spec) as conn:
-        cursor = await conn.execute(
-            "select count(*) from pg_stat_activity where state = 'active'"
-            " and pid <> pg_backend_pid() and query like %s",
-            (f"%{marker}%",),
-        )
-        row = await cursor.fetchone()
-    return int(row[0]) if row else 0
-
-
-async def _wait_until_gone(spec: ConnectionSpec, marker: str) -> int:
-    deadline = time.monotonic() + 2.0
-    while (
-        count := await _active_statements(spec, marker)
-    ) and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-    return count
 
 
 async def test_select_returns_typed_columns_and_rows(
@@ -220,7 +199,7 @@ async def test_timeout_cancels_the_statement_on_the_server(
     assert caught.value.detail == (
         "Query exceeded the 1s timeout of connection 'postgres test' and was cancelled"
     )
-    assert await _wait_until_gone(spec, marker) == 0
+    assert await wait_until_gone(spec, marker) == 0
 
 
 async def test_pooled_connection_is_usable_after_a_timeout(
@@ -246,13 +225,13 @@ async def test_cancelled_run_cancels_the_statement_on_the_server(
         registry.run(postgres_spec, f"select pg_sleep(10) /* {marker} */")
     )
     await asyncio.sleep(0.5)
-    assert await _active_statements(postgres_spec, marker) == 1
+    assert await active_statements(postgres_spec, marker) == 1
 
     task.cancel()
 
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert await _wait_until_gone(postgres_spec, marker) == 0
+    assert await wait_until_gone(postgres_spec, marker) == 0
 
 
 async def test_default_schema_sets_the_search_path(
@@ -333,7 +312,7 @@ async def test_timeout_holds_when_the_session_statement_timeout_was_reset(
         await registry.run(spec, f"select pg_sleep(10) /* {marker} */")
 
     assert time.monotonic() - started < 3.0
-    assert await _wait_until_gone(spec, marker) == 0
+    assert await wait_until_gone(spec, marker) == 0
 
 
 async def test_missing_database_raises_unavailable(

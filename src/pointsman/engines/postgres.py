@@ -393,9 +393,7 @@ class PostgresEngine(Engine):
         except TimeoutError as exc:
             if not timeout.expired():
                 raise
-            self.counters["queryTimeouts"] += 1
-            logger.warning("cancelled a query past its timeout on %s", self.spec)
-            raise failures.timed_out(self.spec) from exc
+            raise self._timed_out(by_server=False) from exc
         except Exception as exc:
             read = postgres_arrow.read_failure(exc)
             if read is not None:
@@ -404,9 +402,7 @@ class PostgresEngine(Engine):
                 state.reusable = False
                 raise
             if postgres_arrow.is_timeout(exc):
-                self.counters["queryTimeouts"] += 1
-                logger.warning("statement_timeout cancelled a query on %s", self.spec)
-                raise failures.timed_out(self.spec) from exc
+                raise self._timed_out(by_server=True) from exc
             if postgres_arrow.connection_lost(exc):
                 state.reusable = False
                 self.connection_lost()
@@ -425,9 +421,7 @@ class PostgresEngine(Engine):
             self.connection_lost()
             return failures.connection_lost(self.spec, exc)
         if "statement timeout" in message:
-            self.counters["queryTimeouts"] += 1
-            logger.warning("statement_timeout cancelled a query on %s", self.spec)
-            return failures.timed_out(self.spec)
+            return self._timed_out(by_server=True)
         self.counters["queryFailures"] += 1
         return failures.query_failed(self.spec, message)
 
@@ -510,8 +504,7 @@ class PostgresEngine(Engine):
             async with asyncio.timeout_at(deadline):
                 return await postgres_limit.choose(conn, sql, self._limit_decisions)
         except TimeoutError as exc:
-            self.counters["queryTimeouts"] += 1
-            raise failures.timed_out(self.spec) from exc
+            raise self._timed_out(by_server=False) from exc
         except psycopg.Error as exc:
             raise self._failed(exc) from exc
 
@@ -531,21 +524,27 @@ class PostgresEngine(Engine):
         except TimeoutError as exc:
             if not timeout.expired():
                 raise
-            self.counters["queryTimeouts"] += 1
-            logger.warning("cancelled a query past its timeout on %s", self.spec)
-            raise failures.timed_out(self.spec) from exc
+            raise self._timed_out(by_server=False) from exc
         except psycopg.errors.QueryCanceled as exc:
             if "statement timeout" not in str(exc):
                 raise _query_error(self.spec, exc) from exc
-            self.counters["queryTimeouts"] += 1
-            logger.warning("statement_timeout cancelled a query on %s", self.spec)
-            raise failures.timed_out(self.spec) from exc
+            raise self._timed_out(by_server=True) from exc
         except (psycopg.ProgrammingError, psycopg.InternalError) as exc:
             if not _without_result_set(exc):
                 raise self._failed(exc) from exc
         except psycopg.Error as exc:
             raise self._failed(exc) from exc
         return batch, True
+
+    def _timed_out(self, *, by_server: bool) -> Exception:
+        """A query past its timeout: cancelled by the server's
+        ``statement_timeout`` or by pointsman (counted and logged either way)."""
+        self.counters["queryTimeouts"] += 1
+        if by_server:
+            logger.warning("statement_timeout cancelled a query on %s", self.spec)
+        else:
+            logger.warning("cancelled a query past its timeout on %s", self.spec)
+        return failures.timed_out(self.spec)
 
     def _failed(self, exc: psycopg.Error) -> Exception:
         if _connection_lost(exc):
