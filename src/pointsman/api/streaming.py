@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import csv
-import io
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -93,28 +91,6 @@ async def close(result: Result) -> None:
 
 
 # -- encoders -----------------------------------------------------------------
-
-
-class CsvEncoder:
-    """CSV text: the header, then rows (NULL is an empty field, the empty
-    string ``""``)."""
-
-    def __init__(self, columns: list[Column]) -> None:
-        self._out = io.StringIO()
-        self._writer = csv.writer(self._out)
-        self._writer.writerow(column.name for column in columns)
-
-    def rows(self, batch: list[tuple[Any, ...]]) -> str:
-        return results.csv_lines(batch)
-
-    def header(self) -> str:
-        return self._take()
-
-    def _take(self) -> str:
-        text = self._out.getvalue()
-        self._out.seek(0)
-        self._out.truncate()
-        return text
 
 
 class _Chunks:
@@ -221,10 +197,9 @@ def _first_rows(result: Result) -> list[tuple[Any, ...]]:
 
 async def raw_csv(result: Result, finish: Finish) -> AsyncIterator[bytes]:
     async def body() -> AsyncIterator[bytes]:
-        encoder = CsvEncoder(result.columns)
-        yield encoder.header().encode()
+        yield results.csv_header(result.columns).encode()
         async for batch in row_batches(result):
-            yield encoder.rows(batch).encode()
+            yield results.csv_lines(batch).encode()
 
     async for chunk in _finishing(result, body(), finish):
         yield chunk
@@ -370,10 +345,9 @@ async def _json_rows(result: Result) -> AsyncIterator[bytes]:
 
 async def _csv_string(result: Result) -> AsyncIterator[bytes]:
     yield b'"'
-    encoder = CsvEncoder(result.columns)
-    yield _json_string_body(encoder.header())
+    yield _json_string_body(results.csv_header(result.columns))
     async for batch in row_batches(result):
-        yield _json_string_body(encoder.rows(batch))
+        yield _json_string_body(results.csv_lines(batch))
     yield b'"'
 
 

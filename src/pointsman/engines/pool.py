@@ -14,10 +14,9 @@ size): a request names the kind it wants, takes an idle one of that kind, or
 opens one while there is room; when there is none, it has an idle or
 handed-over connection of another kind closed and its own opened in its
 place (unless it will take any kind). A returned connection goes to the
-first waiter that wants its kind,
-passing over at most :data:`MAX_PASSED_OVER` times any waiter ahead of it
-that wants another, so that a mixed load swaps few connections and nobody
-waits for long.
+first waiter that wants its kind, passing over at most
+:data:`MAX_PASSED_OVER` times any waiter ahead of it that wants another, so
+that a mixed load swaps few connections and nobody waits for long.
 
 Everything here runs on the event loop: no locks, and every wait is a future
 in a first-in, first-out line that a releasing task resolves directly.

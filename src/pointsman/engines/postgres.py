@@ -34,6 +34,7 @@ from psycopg.types.string import TextLoader
 
 from pointsman.engines import failures, postgres_arrow, postgres_limit
 from pointsman.engines.base import Engine
+from pointsman.engines.memo import Memo
 from pointsman.engines.postgres_arrow import ArrowSession
 from pointsman.engines.spec import Column, ConnectionSpec, QueryResult
 from pointsman.engines.streams import ArrowPart, Batches, RowStream
@@ -50,10 +51,6 @@ MAX_RESET_SECONDS = 5.0
 DEFAULT_PORTS = {"postgres": 5432, "redshift": 5439}
 # The pool kind of ADBC sessions (psycopg sessions are the default kind).
 ARROW_SESSION = "adbc"
-# Statements found not to be read by ADBC, or whose last result was small,
-# remembered per pool (this many of each), so that a repeated one goes to
-# psycopg without being described again.
-NOT_ARROW_REMEMBERED = 256
 # ADBC costs about a millisecond more per statement than psycopg (a describe
 # and a prepare before the rows, hops to its thread) and saves a few
 # microseconds per value: a statement whose result had no more rows than
@@ -61,7 +58,6 @@ NOT_ARROW_REMEMBERED = 256
 SMALL_RESULT_ROWS = 256
 _ARROW_AVAILABLE = postgres_arrow.available()
 
-_CONNECTION_LOST_STATES = ("08", "57P01", "57P02", "57P03")
 _SYNTAX_ERROR = "42601"
 
 # What DISCARD ALL does, spelled out (as its documentation lists it) so that
@@ -214,8 +210,9 @@ class PostgresEngine(Engine):
     ) -> QueryResult | RowStream:
         """As :meth:`Engine.stream`; a query with a ``limit`` is wrapped in
         one where the server accepts that (see :mod:`postgres_limit`)."""
-        is_query = postgres_arrow.is_query(sql)
-        if limit is None or not postgres_limit.wanted(self.spec, limit, is_query):
+        if limit is None or not postgres_limit.wanted(
+            self.spec, limit, postgres_arrow.is_query(sql)
+        ):
             return await super().stream(
                 sql, limit=limit, threshold=threshold, arrow=arrow
             )
@@ -225,8 +222,9 @@ class PostgresEngine(Engine):
         )
 
     @functools.cached_property
-    def _limit_decisions(self) -> postgres_limit.Decisions:
-        return postgres_limit.Decisions()
+    def _limit_decisions(self) -> Memo[bool]:
+        """Whether each query's wrapped statement may run, as the server said."""
+        return Memo()
 
     # -- connections -------------------------------------------------------------
 
@@ -303,6 +301,8 @@ class PostgresEngine(Engine):
         return "rollback; " + self._reset_sql.as_string()
 
     def _open_arrow_batches(self, sql: str, acquire_deadline: float) -> Batches | None:
+        # Statements found not to be read by ADBC, or whose last result was
+        # small, go to psycopg without being described again.
         if (
             self.spec.dialect != "postgres"
             or not _ARROW_AVAILABLE
@@ -331,7 +331,7 @@ class PostgresEngine(Engine):
                 assert not isinstance(batch, ArrowPart)
                 rows += len(batch)
                 if rows > SMALL_RESULT_ROWS:
-                    self._small_results.pop(sql, None)
+                    self._small_results.forget(sql)
                 yield columns, batch
 
     async def _arrow_batches(
@@ -352,7 +352,7 @@ class PostgresEngine(Engine):
             if columns is None:
                 # Not read here: the psycopg path runs it (nothing ran yet).
                 if state.reusable:
-                    _remember(self._not_arrow, sql)
+                    self._not_arrow.set(sql, True)
                 self._release_arrow(state)
                 async with aclosing(self._batches(sql, acquire_deadline)) as rows:
                     async for batch in rows:
@@ -374,9 +374,9 @@ class PostgresEngine(Engine):
                 read += table.num_rows
                 yield columns, ArrowPart(table, normalize)
             if read <= SMALL_RESULT_ROWS:
-                _remember(self._small_results, sql)
+                self._small_results.set(sql, True)
             else:
-                self._small_results.pop(sql, None)
+                self._small_results.forget(sql)
         finally:
             if not state.released:
                 await self._give_back_arrow(state)
@@ -426,14 +426,14 @@ class PostgresEngine(Engine):
         return failures.query_failed(self.spec, message)
 
     @functools.cached_property
-    def _not_arrow(self) -> dict[str, None]:
-        """Statements lately found not to be read by ADBC, oldest first."""
-        return {}
+    def _not_arrow(self) -> Memo[bool]:
+        """Statements lately found not to be read by ADBC."""
+        return Memo()
 
     @functools.cached_property
-    def _small_results(self) -> dict[str, None]:
-        """Statements whose last result was small, oldest first."""
-        return {}
+    def _small_results(self) -> Memo[bool]:
+        """Statements whose last result was small."""
+        return Memo()
 
     def _release_arrow(self, state: _ArrowRun) -> None:
         state.released = True
@@ -686,13 +686,9 @@ def _columns(description: list[psycopg.Column] | None) -> list[Column]:
 
 def _connection_lost(exc: psycopg.Error) -> bool:
     state = exc.sqlstate or ""
-    if state == postgres_arrow.PROTOCOL_VIOLATION:
-        return False
-    if state.startswith(_CONNECTION_LOST_STATES):
-        return True
-    return not state and isinstance(
-        exc, psycopg.OperationalError | psycopg.InterfaceError
-    )
+    if state:
+        return postgres_arrow.lost_state(state)
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
 
 
 def _query_error(spec: ConnectionSpec, exc: psycopg.Error) -> Exception:
@@ -716,18 +712,11 @@ def _counted_in_the_query(ran: Callable[[], str]) -> Iterator[None]:
         raise QueryFailedError(detail) from exc.__cause__
 
 
-def _remember(memo: dict[str, None], sql: str) -> None:
-    """Add ``sql`` to a bounded memo, forgetting its oldest entry if full."""
-    if sql not in memo and len(memo) >= NOT_ARROW_REMEMBERED:
-        memo.pop(next(iter(memo)))
-    memo[sql] = None
-
-
 class _ArrowRun:
     """One statement on an ADBC session, as its thread sees it."""
 
     def __init__(
-        self, conn: ArrowSession, reset_sql: str, decisions: postgres_limit.Decisions
+        self, conn: ArrowSession, reset_sql: str, decisions: Memo[bool]
     ) -> None:
         self.conn = conn
         self.reset_sql = reset_sql

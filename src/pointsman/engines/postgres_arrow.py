@@ -86,8 +86,9 @@ _MIN_DAY, _MAX_DAY = -719_162, 2_932_896
 # dates), in days from 1970-01-01: a smaller number is a large one that the
 # driver's shift to 1970 wrapped around.
 _PG_MIN_DAY = -2_440_588
-_MIN_MICROS, _MAX_MICROS = -62_135_596_800_000_000, 253_402_300_799_999_999
-_DAY_MICROS = 86_400_000_000
+_MIN_MICROS = postgres_calendar.PYTHON_MIN_MICROS
+_MAX_MICROS = postgres_calendar.PYTHON_MAX_MICROS
+_DAY_MICROS = postgres_calendar.DAY_MICROS
 # How the driver stores PostgreSQL's infinities: its epoch shift applied to
 # PostgreSQL's sentinels, wrapping around.
 _INFINITE = {
@@ -460,13 +461,16 @@ def sqlstate(exc: BaseException) -> str:
     return str(getattr(exc, "sqlstate", None) or "")
 
 
+def lost_state(state: str) -> bool:
+    """Whether a SQLSTATE says the session is gone (psycopg's and ADBC's)."""
+    return state != PROTOCOL_VIOLATION and state.startswith(_CONNECTION_LOST_STATES)
+
+
 def connection_lost(exc: BaseException) -> bool:
     state = sqlstate(exc)
-    if state == PROTOCOL_VIOLATION:
-        return False
-    if state.startswith(_CONNECTION_LOST_STATES):
-        return True
-    return not state and type(exc).__name__ in ("OperationalError", "InterfaceError")
+    if state:
+        return lost_state(state)
+    return type(exc).__name__ in ("OperationalError", "InterfaceError")
 
 
 def message(exc: BaseException) -> str:

@@ -21,12 +21,12 @@ DAY_MICROS = 86_400_000_000
 _CYCLE_DAYS = 146_097
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NAIVE_EPOCH = datetime(1970, 1, 1)
-# Local times Python holds, in microseconds from 1970-01-01.
-_MIN_LOCAL = -62_135_596_800_000_000
-_MAX_LOCAL = 253_402_300_799_999_999
-# UTC instants Python holds with a day to spare (for astimezone).
-_MIN_SHIFTED = _MIN_LOCAL + DAY_MICROS
-_MAX_SHIFTED = _MAX_LOCAL - DAY_MICROS
+# What Python's datetime holds (years 1 to 9999), in microseconds from
+# 1970-01-01, and the instants it can still move to any zone.
+PYTHON_MIN_MICROS = -62_135_596_800_000_000
+PYTHON_MAX_MICROS = 253_402_300_799_999_999
+_MIN_SHIFTED = PYTHON_MIN_MICROS + DAY_MICROS
+_MAX_SHIFTED = PYTHON_MAX_MICROS - DAY_MICROS
 # An instant early enough to place in any zone without leaving Python's
 # years: before the time zone database's first rules (none predates 1800) a
 # zone has its earliest offset, local mean time, as in PostgreSQL.
@@ -86,7 +86,7 @@ def local_datetime(micros: int, zone: str) -> datetime | None:
     its local time is outside the years Python holds."""
     offset = _offset_seconds(micros, zone)
     local = micros + offset * 1_000_000
-    if not _MIN_LOCAL <= local <= _MAX_LOCAL:
+    if not PYTHON_MIN_MICROS <= local <= PYTHON_MAX_MICROS:
         return None
     naive = _NAIVE_EPOCH + timedelta(microseconds=local)
     place = _zone(zone)

@@ -21,6 +21,7 @@ from typing import Any
 from psycopg import AsyncConnection, generators
 from psycopg.pq import ExecStatus
 
+from pointsman.engines.memo import Memo
 from pointsman.engines.spec import ConnectionSpec
 
 _PREFIX = "select * from (\n"
@@ -31,8 +32,6 @@ _WRAPPED = re.compile(re.escape(_PREFIX) + r"(.*)" + re.escape(_SUFFIX) + r"\d+"
 # Past this a limit plans nothing differently (and one more would overflow
 # PostgreSQL's bigint).
 LARGEST_WRAPPED_LIMIT = 2**62
-# Queries whose wrapping was decided, per pool, this many (oldest forgotten).
-DECISIONS_KEPT = 256
 
 
 def wrap(sql: str, limit: int) -> str:
@@ -54,24 +53,10 @@ def wanted(spec: ConnectionSpec, limit: int | None, is_query: bool) -> bool:
     )
 
 
-class Decisions:
-    """Whether each query's wrapped statement may run, as the server said."""
-
-    def __init__(self) -> None:
-        self._known: dict[str, bool] = {}
-
-    def get(self, query: str) -> bool | None:
-        return self._known.get(query)
-
-    def set(self, query: str, wrappable: bool) -> None:
-        if query not in self._known and len(self._known) >= DECISIONS_KEPT:
-            self._known.pop(next(iter(self._known)))
-        self._known[query] = wrappable
-
-
-async def choose(conn: AsyncConnection[Any], sql: str, decisions: Decisions) -> str:
+async def choose(conn: AsyncConnection[Any], sql: str, decisions: Memo[bool]) -> str:
     """The statement to run on a psycopg session: ``sql``, or for a wrapped
-    one, the query alone unless the server parses both."""
+    one, the query alone unless the server parses both (``decisions``: what
+    the server said of each query before)."""
     query = unwrap(sql)
     if query is None:
         return sql

@@ -199,9 +199,13 @@ _UTC_KEYS = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "Etc/Universal", "Etc/Zulu"}
 
 def to_csv(result: QueryResult) -> str:
     """A header row and one line per row (see :func:`csv_lines`)."""
+    return csv_header(result.columns) + csv_lines(result.rows)
+
+
+def csv_header(columns: list[Column]) -> str:
     out = io.StringIO()
-    csv.writer(out).writerow(column.name for column in result.columns)
-    return out.getvalue() + csv_lines(result.rows)
+    csv.writer(out).writerow(column.name for column in columns)
+    return out.getvalue()
 
 
 # The csv module writes NULL and the empty string alike (an empty field):
