@@ -563,7 +563,8 @@ class Bench:
         for item in results:
             log(
                 f"  {item['users']} users x {item['environments']} environments: "
-                f"resolve {item['resolve']['median_us']:.2f} us, "
+                f"resolve {item['resolve']['median_us']:.2f} us "
+                f"({item['resolve_cold']['median_us']:.2f} us cold), "
                 f"route_for {item['route_for']['median_us']:.2f} us"
             )
         return results
@@ -728,19 +729,24 @@ def evaluate(
             )
     small, large = resolver
     for item in resolver:
-        value = item["resolve"]["median_us"]
+        # Under 5 us even where the user's record must come from memory.
+        value = max(item["resolve"]["median_us"], item["resolve_cold"]["median_us"])
         targets.append(
             {
                 "target": f"resolver at {item['users']} users x "
-                f"{item['environments']} environments < {TARGETS['resolver_us']} us",
+                f"{item['environments']} environments < {TARGETS['resolver_us']} us "
+                "(active users and cold alike)",
                 "value": round(value, 3),
                 "pass": value < TARGETS["resolver_us"],
             }
         )
+    # Flat: for the users querying at one time (resolver_bench.py's docstring
+    # says why the cold figure cannot be, and what it measures).
     flat = ratio(large["resolve"]["median_us"], small["resolve"]["median_us"])
     targets.append(
         {
-            "target": f"resolver flat: large / small <= {TARGETS['resolver_flat']}",
+            "target": f"resolver flat: large / small <= {TARGETS['resolver_flat']} "
+            f"({large['active_users']:,} active users)",
             "value": round(flat, 3),
             "pass": flat <= TARGETS["resolver_flat"],
         }
@@ -829,9 +835,11 @@ def print_report(report: dict[str, Any]) -> None:
         print(
             f"resolver  {item['users']:>7,} users x {item['environments']:>6,} "
             f"environments: {item['resolve']['median_us']:6.2f} us per decision "
-            f"(best {item['resolve']['best_us']:.2f}, CPU time "
+            f"for {item['active_users']:,} active users (best "
+            f"{item['resolve']['best_us']:.2f}, CPU time "
             f"{item['resolve']['cpu_median_us']:.2f}; with the permission check, "
-            f"route_for: {item['route_for']['median_us']:.2f} us)"
+            f"route_for: {item['route_for']['median_us']:.2f} us); any user, "
+            f"their record cold: {item['resolve_cold']['median_us']:.2f} us"
         )
     memory = report["memory"]
     print(

@@ -15,7 +15,7 @@ longer provisioned, and several switched values on a single-valued attribute.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TypeVar
@@ -29,6 +29,7 @@ from pointsman.routing.snapshot import (
     EnvironmentLink,
     GroupInfo,
     Provision,
+    SharedValues,
     Snapshot,
     UserInfo,
     build_snapshot,
@@ -479,6 +480,11 @@ def snapshot_of(world: World) -> Snapshot:
     """The world as the store would load it: links in creation order (ties on
     the smaller id), only non-empty values, groups known from both sides."""
     in_order = sorted(world.links, key=lambda link: (link.created, link.id))
+    # Half the worlds hold their users' values as the store's loader does
+    # (shared, with the routes they lead to filled in), half as plain dicts:
+    # the resolver must decide alike either way.
+    values: Callable[[Mapping[str, tuple[str, ...]]], Mapping[str, tuple[str, ...]]]
+    values = SharedValues() if len(world.users) % 2 else dict
     return build_snapshot(
         1,
         [_base_info(base) for base in world.bases]
@@ -499,7 +505,7 @@ def snapshot_of(world: World) -> Snapshot:
             )
             for each in world.attributes
         ],
-        [_user_info(world, user.id) for user in world.users],
+        [_user_info(world, user.id, values) for user in world.users],
         [],
         groups={
             group.id: GroupInfo(group.id, group.name, group.members)
@@ -538,7 +544,11 @@ def _environment_info(world: World, environment: str) -> ConnectionInfo:
     )
 
 
-def _user_info(world: World, user_id: str) -> UserInfo:
+def _user_info(
+    world: World,
+    user_id: str,
+    values: Callable[[Mapping[str, tuple[str, ...]]], Mapping[str, tuple[str, ...]]],
+) -> UserInfo:
     user = world.user(user_id)
     return UserInfo(
         id=user.id,
@@ -547,7 +557,7 @@ def _user_info(world: World, user_id: str) -> UserInfo:
         active=True,
         is_org_admin=user.admin,
         membership_id=f"membership-{user.id}",
-        values=dict(user.values),
+        values=values(user.values),
         groups=world.groups_of(user.id),
     )
 

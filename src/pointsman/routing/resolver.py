@@ -25,6 +25,7 @@ from pointsman.routing.snapshot import (
     EnvironmentLink,
     Snapshot,
     UserInfo,
+    UserValues,
 )
 
 Source = Literal["branch", "user_selection", "user_attribute", "base", "direct"]
@@ -166,7 +167,9 @@ def _with_notes(route: Route, notes: list[str]) -> Route:
 # -- routes worked out ahead ----------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+# Compared and hashed as the object itself: a routes table is known by
+# identity (a key of :attr:`UserValues.routes`).
+@dataclass(frozen=True, slots=True, eq=False)
 class BaseRoutes:
     """One base's routes, worked out by the rules when the snapshot is built.
 
@@ -225,7 +228,31 @@ def work_out_routes(snapshot: Snapshot) -> dict[str, BaseRoutes]:
             picks=picks.get(base.id, {}),
             switches=switches.get(attribute, {}) if attribute is not None else {},
         )
+    _remember_routes(snapshot, tables)
     return tables
+
+
+def _remember_routes(snapshot: Snapshot, tables: Mapping[str, BaseRoutes]) -> None:
+    """Fill :attr:`UserValues.routes` of the snapshot's users: for each base
+    routing on an attribute of which the values hold exactly one value, and
+    a value its table knows, the route of that value."""
+    tables_by_value: dict[tuple[str, str], list[BaseRoutes]] = {}
+    for table in tables.values():
+        if table.attribute is not None:
+            for value in table.by_value:
+                tables_by_value.setdefault((table.attribute, value), []).append(table)
+    if not tables_by_value:
+        return
+    done: set[int] = set()
+    for user in snapshot.users.values():
+        values = user.values
+        if type(values) is not UserValues or id(values) in done:
+            continue
+        done.add(id(values))
+        for name, own in values.items():
+            if len(own) == 1:
+                for table in tables_by_value.get((name, own[0]), ()):
+                    values.routes[table] = table.by_value[own[0]]
 
 
 def _worked_out(snapshot: Snapshot, routes: BaseRoutes, user: UserInfo) -> Route | None:
@@ -240,7 +267,12 @@ def _worked_out(snapshot: Snapshot, routes: BaseRoutes, user: UserInfo) -> Route
         return routes.without_value
     if routes.switches and user.id in routes.switches:
         return None
-    own = user.values.get(attribute)
+    values = user.values
+    if type(values) is UserValues:
+        known = values.routes.get(routes)
+        if known is not None:
+            return known
+    own = values.get(attribute)
     if not own:
         return routes.without_value
     if len(own) == 1:

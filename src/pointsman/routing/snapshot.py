@@ -6,12 +6,12 @@ configuration version moves; nothing in it is ever mutated.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pointsman.routing.resolver import BaseRoutes
+    from pointsman.routing.resolver import BaseRoutes, Route
 
 SYSTEM_ATTRIBUTES = (
     "omni_user_id",
@@ -63,6 +63,66 @@ class UserInfo:
     membership_id: str
     values: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     groups: tuple[str, ...] = ()  # group ids
+
+
+class UserValues(dict[str, tuple[str, ...]]):
+    """A user's attribute values as :class:`SharedValues` hands them out: one
+    object for every user holding the same values, never changed.
+
+    ``routes`` is filled when a snapshot is built (by the resolver's
+    ``work_out_routes``): a base's worked-out routes -> the route that these
+    values alone lead to through it, for each base routing on an attribute
+    of which they hold a single value that leads somewhere. A decision for
+    any of these users then reads this and nothing more of theirs. Keyed by
+    the routes object itself, an entry cannot answer for another snapshot.
+    """
+
+    __slots__ = ("routes",)
+
+    def __init__(self, items: Iterable[tuple[str, tuple[str, ...]]]) -> None:
+        super().__init__(items)
+        self.routes: dict[BaseRoutes, Route] = {}
+
+
+class SharedValues:
+    """Hands users with equal attribute values one shared
+    :class:`UserValues`, each value one string object, for
+    :attr:`UserInfo.values`.
+
+    A routing decision reads the user's values: shared, a snapshot of many
+    users holds as many mappings as there are distinct sets of values (often
+    a few per environment), which stay in the CPU's caches, instead of one
+    cold copy per user; and the snapshot is smaller.
+    """
+
+    def __init__(self, known: Iterable[str] = ()) -> None:
+        # ``known``: strings to hand out as they are (the values environments
+        # claim), so that looking a user's value up among the claims finds the
+        # very same object and compares no characters.
+        self._strings: dict[str, str] = {value: value for value in known}
+        self._mappings: dict[tuple[tuple[str, tuple[str, ...]], ...], UserValues] = {}
+
+    def __call__(
+        self, values: Mapping[str, tuple[str, ...]] | None
+    ) -> Mapping[str, tuple[str, ...]]:
+        if not values:
+            return _NO_VALUES
+        key = tuple(sorted(values.items()))
+        mapping = self._mappings.get(key)
+        if mapping is None:
+            strings = self._strings
+            mapping = UserValues(
+                (
+                    strings.setdefault(name, name),
+                    tuple(strings.setdefault(value, value) for value in own),
+                )
+                for name, own in key
+            )
+            self._mappings[key] = mapping
+        return mapping
+
+
+_NO_VALUES: Mapping[str, tuple[str, ...]] = {}
 
 
 @dataclass(frozen=True, slots=True)

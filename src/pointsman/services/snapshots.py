@@ -16,6 +16,7 @@ from pointsman.routing.snapshot import (
     EnvironmentLink,
     GroupInfo,
     Provision,
+    SharedValues,
     Snapshot,
     TokenInfo,
     UserInfo,
@@ -76,7 +77,7 @@ def load_snapshot(session: Session, version: int) -> Snapshot:
         connections,
         links,
         attributes,
-        _users(session, names, memberships),
+        _users(session, names, memberships, _claimed(connections, links)),
         _tokens(session),
         groups=_groups(session, memberships),
         **_grants(session),
@@ -178,12 +179,14 @@ def _users(
     session: Session,
     attribute_names: dict[str, str],
     memberships: dict[str, list[str]],
+    claimed: list[str],
 ) -> list[UserInfo]:
     values: dict[str, dict[str, tuple[str, ...]]] = {}
     for row in session.scalars(select(models.UserAttributeValue)):
         name = attribute_names.get(row.attribute_id)
         if name is not None and row.values:
             values.setdefault(row.user_id, {})[name] = tuple(row.values)
+    shared = SharedValues(claimed)
     return [
         UserInfo(
             id=row.id,
@@ -192,11 +195,21 @@ def _users(
             active=row.active,
             is_org_admin=row.is_org_admin,
             membership_id=row.membership_id,
-            values=values.get(row.id, {}),
+            values=shared(values.get(row.id)),
             groups=tuple(memberships.get(row.id, ())),
         )
         for row in session.scalars(select(models.User))
     ]
+
+
+def _claimed(
+    connections: list[ConnectionInfo], links: list[EnvironmentLink]
+) -> list[str]:
+    """The values that route somewhere: claimed by an environment or a base's
+    default."""
+    values = [value for link in links for value in link.values]
+    values += [value for info in connections for value in info.default_values]
+    return values
 
 
 def _tokens(session: Session) -> list[tuple[str, TokenInfo]]:
