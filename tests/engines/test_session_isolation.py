@@ -145,6 +145,52 @@ async def test_postgres_session_whose_reset_fails_is_not_reused(
     assert stats is not None and stats["connectionsOpened"] == 2
 
 
+async def test_postgres_reset_still_running_is_waited_for_by_the_next_user(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec
+) -> None:
+    spec = one_session(postgres_spec)
+    (first,) = (await registry.run(spec, "select pg_backend_pid()")).rows
+    engine = registry._engine_for(spec)
+    assert isinstance(engine, PostgresEngine)
+
+    # A reset whose answer comes well after the next user asks.
+    engine._reset_bytes = b"select pg_sleep(0.4)"
+    await registry.run(spec, "select 1")
+    engine._reset_bytes = None
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    (last,) = (await registry.run(spec, "select pg_backend_pid()")).rows
+
+    assert last[0] == first[0]
+    assert loop.time() - started >= 0.3
+    stats = registry.pool_stats(spec.id)
+    assert stats is not None and stats["connectionsOpened"] == 1
+
+
+async def test_postgres_reset_that_never_answers_is_given_up_on(
+    registry: EngineRegistry,
+    postgres_spec: ConnectionSpec,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = one_session(postgres_spec)
+    (first,) = (await registry.run(spec, "select pg_backend_pid()")).rows
+    engine = registry._engine_for(spec)
+    assert isinstance(engine, PostgresEngine)
+    monkeypatch.setattr(postgres, "MAX_RESET_SECONDS", 0.3)
+
+    engine._reset_bytes = b"select pg_sleep(2)"
+    await registry.run(spec, "select 1")
+    engine._reset_bytes = None
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    (last,) = (await registry.run(spec, "select pg_backend_pid()")).rows
+
+    assert last[0] != first[0]
+    assert loop.time() - started < 1.5
+    stats = registry.pool_stats(spec.id)
+    assert stats is not None and stats["connectionsOpened"] == 2
+
+
 async def terminate_sessions(spec: ConnectionSpec, pids: list[int]) -> None:
     async with await outside(spec) as other:
         for pid in pids:

@@ -19,7 +19,7 @@ import contextlib
 import functools
 import logging
 import re
-from collections.abc import AsyncGenerator, Callable, Hashable, Iterator
+from collections.abc import AsyncGenerator, Callable, Generator, Hashable, Iterator
 from contextlib import aclosing
 from typing import Any, cast
 
@@ -29,6 +29,7 @@ from psycopg import AsyncConnection, generators
 from psycopg.abc import AdaptContext, Buffer
 from psycopg.adapt import AdaptersMap, Loader
 from psycopg.pq import ConnStatus, ExecStatus, Format, TransactionStatus
+from psycopg.pq.abc import PGresult
 from psycopg.sql import SQL, Composed, Identifier, Literal
 from psycopg.types.string import TextLoader
 
@@ -269,11 +270,10 @@ class PostgresEngine(Engine):
         it (it still costs one more write to the server per query)."""
         reusable = False
         try:
-            async with asyncio.timeout(MAX_RESET_SECONDS):
-                if self._reset_bytes is None:
-                    # Rendered once: composing it costs more than sending it.
-                    self._reset_bytes = self._reset_sql.as_bytes(conn)
-                reusable = await _start_reset(conn, self._reset_bytes)
+            if self._reset_bytes is None:
+                # Rendered once: composing it costs more than sending it.
+                self._reset_bytes = self._reset_sql.as_bytes(conn)
+            reusable = await _start_reset(conn, self._reset_bytes)
         except TimeoutError:
             logger.warning("resetting a session timed out on %s", self.spec)
         finally:
@@ -474,7 +474,10 @@ class PostgresEngine(Engine):
         )
         self.counters["queries"] += 1
         try:
-            sql = await self._limited(conn, sql, deadline)
+            statement = postgres_limit.decided(sql, self._limit_decisions)
+            if statement is None:  # the server must be asked, once per query
+                statement = await self._limited(conn, sql, deadline)
+            sql = statement
             with _counted_in_the_query(lambda: sql):
                 async with conn.cursor() as cursor:
                     size = (
@@ -616,14 +619,20 @@ async def _start_reset(conn: AsyncConnection[Any], reset_sql: bytes) -> bool:
     """
     if conn.closed or conn.broken:
         return False
-    status = conn.pgconn.transaction_status
+    pgconn = conn.pgconn
+    status = pgconn.transaction_status
     try:
         if status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
-            await conn.rollback()
+            async with asyncio.timeout(MAX_RESET_SECONDS):
+                await conn.rollback()
         elif status != TransactionStatus.IDLE:
             return False
-        conn.pgconn.send_query(reset_sql)
-        await conn.wait(generators.send(conn.pgconn))
+        pgconn.send_query(reset_sql)
+        # Nearly always the socket takes all of it at once: then there is
+        # nothing to wait for (no timer, no trip through the event loop).
+        if pgconn.flush() != 0:
+            async with asyncio.timeout(MAX_RESET_SECONDS):
+                await conn.wait(generators.send(pgconn))
     except psycopg.Error:
         logger.debug("resetting a session failed", exc_info=True)
         return False
@@ -639,8 +648,7 @@ async def _settled(conn: AsyncConnection[Any]) -> bool:
     pgconn = conn.pgconn
     if pgconn.transaction_status == TransactionStatus.ACTIVE:
         try:
-            async with asyncio.timeout(MAX_RESET_SECONDS):
-                answers = await conn.wait(generators.fetch_many(pgconn))
+            answers = await _reset_answers(conn)
         except (psycopg.Error, TimeoutError):
             logger.debug("resetting a session failed", exc_info=True)
             return False
@@ -648,6 +656,37 @@ async def _settled(conn: AsyncConnection[Any]) -> bool:
             logger.debug("resetting a session failed: %s", answers)
             return False
     return pgconn.transaction_status == TransactionStatus.IDLE and _still_open(conn)
+
+
+async def _reset_answers(conn: AsyncConnection[Any]) -> list[PGresult]:
+    """The answers to the reset in flight: read at once where they have all
+    arrived (the usual case: the session sat in the pool meanwhile), else
+    awaited, up to ``MAX_RESET_SECONDS``."""
+    pgconn = conn.pgconn
+    pgconn.consume_input()
+    reading = generators.fetch_many(pgconn)
+    try:
+        wanted = next(reading)
+    except StopIteration as done:
+        answers: list[PGresult] = done.value
+        return answers
+    async with asyncio.timeout(MAX_RESET_SECONDS):
+        return await conn.wait(_resumed(reading, wanted))
+
+
+def _resumed(
+    started: Generator[Any, Any, list[PGresult]], wanted: Any
+) -> Generator[Any, Any, list[PGresult]]:
+    """A psycopg generator that already asked to wait for ``wanted``, as
+    one not started yet (what ``AsyncConnection.wait`` drives)."""
+    ready = yield wanted
+    while True:
+        try:
+            wanted = started.send(ready)
+        except StopIteration as done:
+            answers: list[PGresult] = done.value
+            return answers
+        ready = yield wanted
 
 
 def _still_open(conn: AsyncConnection[Any]) -> bool:

@@ -53,19 +53,35 @@ def wanted(spec: ConnectionSpec, limit: int | None, is_query: bool) -> bool:
     )
 
 
-async def choose(conn: AsyncConnection[Any], sql: str, decisions: Memo[bool]) -> str:
-    """The statement to run on a psycopg session: ``sql``, or for a wrapped
-    one, the query alone unless the server parses both (``decisions``: what
-    the server said of each query before)."""
+def decided(sql: str, decisions: Memo[bool]) -> str | None:
+    """The statement to run for ``sql`` where no question to the server is
+    needed: ``sql`` itself unless wrapped, else as ``decisions`` (what the
+    server said of each query before) has it; None if the server must be
+    asked (:func:`choose`)."""
+    if not sql.startswith(_PREFIX):
+        return sql
     query = unwrap(sql)
     if query is None:
         return sql
     wrappable = decisions.get(query)
     if wrappable is None:
-        if not await _parses(conn, query):
-            return query  # its own mistake (a table not there yet): not kept
-        wrappable = await _parses(conn, sql)
-        decisions.set(query, wrappable)
+        return None
+    return sql if wrappable else query
+
+
+async def choose(conn: AsyncConnection[Any], sql: str, decisions: Memo[bool]) -> str:
+    """The statement to run on a psycopg session: ``sql``, or for a wrapped
+    one, the query alone unless the server parses both (``decisions``: what
+    the server said of each query before)."""
+    known = decided(sql, decisions)
+    if known is not None:
+        return known
+    query = unwrap(sql)
+    assert query is not None, "decided() answers for any other statement"
+    if not await _parses(conn, query):
+        return query  # its own mistake (a table not there yet): not kept
+    wrappable = await _parses(conn, sql)
+    decisions.set(query, wrappable)
     return sql if wrappable else query
 
 
