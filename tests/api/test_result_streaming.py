@@ -143,21 +143,7 @@ async def test_the_json_only_shape_streams_too(
     assert arrow_rows(job) == expected(500)
 
 
-@pytest.mark.parametrize(
-    "rows",
-    [
-        pytest.param(
-            0,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="psycopg's stream() drops the column description of a "
-                "result without rows, so an empty result in CSV has no header",
-            ),
-        ),
-        5,
-        2500,
-    ],
-)
+@pytest.mark.parametrize("rows", [0, 5, 2500])
 async def test_accept_text_csv_returns_the_raw_csv(
     api: httpx.AsyncClient, connection_id: str, rows: int
 ) -> None:
@@ -168,6 +154,43 @@ async def test_accept_text_csv_returns_the_raw_csv(
     records = list(csv.reader(io.StringIO(response.text)))
     assert records[0] == ["n", "label"]
     assert records[1:] == [[str(n), f"row {n}"] for n in range(1, rows + 1)]
+
+
+async def test_an_empty_json_result_keeps_its_columns_and_their_types(
+    api: httpx.AsyncClient, connection_id: str
+) -> None:
+    sql = (
+        "select 1.5::numeric(10, 2) as price, 'x'::text as label,"
+        " now()::timestamp as at"
+    )
+    one = lines_of(await run(api, connection_id, sql, resultType="json"))[1]
+    response = await run(api, connection_id, f"{sql} where false", resultType="json")
+    job = lines_of(response)[1]
+    assert job["status"] == "COMPLETE", job
+    assert job["result"] == []
+    assert job["summary"]["row_count"] == 0
+    assert (
+        job["summary"]["fields"]
+        == one["summary"]["fields"]
+        == [
+            {"name": "price", "type": "decimal128(10,2)"},
+            {"name": "label", "type": "string"},
+            {"name": "at", "type": "timestamp[us]"},
+        ]
+    )
+
+
+async def test_a_statement_without_rows_still_has_no_columns(
+    api: httpx.AsyncClient, connection_id: str
+) -> None:
+    response = await run(
+        api, connection_id, "create temporary table t (a int)", resultType="json"
+    )
+    job = lines_of(response)[1]
+    assert job["status"] == "COMPLETE", job
+    assert job["summary"]["fields"] == []
+    assert job["summary"]["row_count"] == 0
+    assert await pool_in_use(api, connection_id) == 0
 
 
 @pytest.mark.parametrize("rows", [0, 5, 2500])

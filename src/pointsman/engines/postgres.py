@@ -493,7 +493,12 @@ class PostgresEngine(Engine):
                         while not done:
                             batch, done = await self._next_batch(rows, deadline)
                             if batch or first:
-                                yield _columns(cursor.description), batch
+                                description = cursor.description
+                                if description is None and done:
+                                    description = await _described(
+                                        cursor, sql, deadline
+                                    )
+                                yield _columns(description), batch
                             first = False
         finally:
             await self._give_back(conn)
@@ -714,6 +719,32 @@ def _without_result_set(exc: psycopg.Error) -> bool:
     if type(exc) is psycopg.ProgrammingError:
         return "didn't produce a result" in message
     return type(exc) is psycopg.InternalError and "EMPTY_QUERY" in message
+
+
+async def _described(
+    cursor: psycopg.AsyncCursor[Any], sql: str, deadline: float
+) -> list[psycopg.Column] | None:
+    """The columns of a statement whose result had no rows, which psycopg's
+    streaming leaves undescribed: the statement is prepared (unnamed) and
+    described again, one more round trip for an empty result only. None
+    where it has no result set (DDL) or cannot be described."""
+    conn = cursor.connection
+    pgconn = conn.pgconn
+    try:
+        async with asyncio.timeout_at(deadline):
+            pgconn.send_prepare(b"", sql.encode(conn.info.encoding))
+            [prepared] = await conn.wait(generators.execute(pgconn))
+            if prepared.status != ExecStatus.COMMAND_OK:
+                return None
+            pgconn.send_describe_prepared(b"")
+            [described] = await conn.wait(generators.execute(pgconn))
+    except (psycopg.Error, TimeoutError, ValueError):
+        logger.debug("describing an empty result failed", exc_info=True)
+        return None
+    if described.status != ExecStatus.COMMAND_OK or not described.nfields:
+        return None
+    cursor.pgresult = described
+    return cursor.description
 
 
 def _columns(description: list[psycopg.Column] | None) -> list[Column]:
