@@ -88,10 +88,33 @@ async def test_adbc_gives_the_arrow_psycopg_gives(
     result = await arrow_result(registry, postgres_spec, sql)
 
     assert result.table is not None  # read by ADBC
-    if expected.num_columns:
-        assert ipc_bytes(results.to_arrow_table(result)) == ipc_bytes(expected)
-    else:  # psycopg's stream() loses the columns of a result without rows
-        assert result.table.column_names == ["a", "b"]
+    assert expected.num_columns
+    assert ipc_bytes(results.to_arrow_table(result)) == ipc_bytes(expected)
+
+
+NUMERIC_TEXTS = [
+    *("0.0000001", "-0.0000001", "0.0000000", "1.50", "100000000000000000000"),
+    *("NaN", "Infinity", "-Infinity"),
+]
+NUMERICS = ", ".join(
+    f"'{text}'::numeric as n{i}" for i, text in enumerate(NUMERIC_TEXTS)
+)
+
+
+async def test_numerics_without_a_scale_are_spelled_as_the_server_spells_them(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec
+) -> None:
+    sql = f"select {NUMERICS}"
+    on_psycopg = await registry.stream(postgres_spec, sql, arrow=False)
+    assert isinstance(on_psycopg, QueryResult)
+    assert list(results.to_json_rows(on_psycopg)[0].values()) == NUMERIC_TEXTS
+    assert results.csv_lines(on_psycopg.rows) == ",".join(NUMERIC_TEXTS) + "\r\n"
+    assert list(results.to_arrow_table(on_psycopg).to_pylist()[0].values()) == (
+        NUMERIC_TEXTS
+    )
+    on_adbc = await arrow_result(registry, postgres_spec, sql)
+    assert on_adbc.table is not None
+    assert list(on_adbc.table.to_pylist()[0].values()) == NUMERIC_TEXTS
 
 
 async def test_timestamps_python_cannot_hold_are_spelled_in_the_session_zone(

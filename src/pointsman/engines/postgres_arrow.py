@@ -98,9 +98,8 @@ _INFINITE = {
         -9_222_425_352_054_775_808: "-infinity",
     },
 }
-# Unconstrained numerics whose text Python's Decimal spells otherwise
-# (``1E-7``, ``NaN``, ``Infinity``): the psycopg path gives Decimal's.
-_DECIMAL_SPELLS_OTHERWISE = r"^-?0\.0{6}|[a-z]"
+# The driver's words for the numerics that are not numbers, and the server's.
+_NUMERIC_WORDS = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 
 
 def available() -> bool:
@@ -415,18 +414,17 @@ def _beyond_python(number: int, kind: str, zone: str) -> str:
 
 def _numeric(array: pa.ChunkedArray, declared: pa.DataType) -> Any:
     """Numerics as the psycopg path gives them: decimal128 of the declared
-    precision, or Decimal's text (``1E-7``, ``NaN``)."""
+    precision, or the server's own text (``0.0000001``, ``NaN``)."""
     if pa.types.is_decimal(declared):
         try:
             return pc.cast(array, declared)
         except results._ARROW_FAILURES:
             decimals = [None if v is None else Decimal(v) for v in array.to_pylist()]
             return results._array(decimals, declared)
-    odd = pc.match_substring_regex(array, _DECIMAL_SPELLS_OTHERWISE)
-    if not pc.any(odd).as_py():
+    if not pc.any(pc.match_substring_regex(array, "[a-z]")).as_py():
         return array
     texts = array.to_pylist()
-    return pa.array([None if v is None else str(Decimal(v)) for v in texts])
+    return pa.array([_NUMERIC_WORDS.get(text, text) for text in texts], pa.string())
 
 
 def _as(array: Any, field: pa.Field) -> Any:

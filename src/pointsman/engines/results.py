@@ -337,6 +337,12 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _decimal(value: Decimal) -> str:
+    """A numeric as the database spells it: ``0.0000001``, ``1.50``,
+    ``NaN``, never Decimal's own ``1E-7``."""
+    return format(value, "f") if value.is_finite() else str(value)
+
+
 def _integer(value: int) -> int | str:
     """Integers beyond 64 bits (DuckDB HUGEINT) as text, which JSON keeps exact."""
     return value if -(2**63) <= value < 2**64 else str(value)
@@ -370,7 +376,7 @@ _JSON_CONVERTERS: tuple[tuple[type | tuple[type, ...], Callable[[Any], Any]], ..
     (bool, bool),
     (int, _integer),
     (float, _float),
-    (Decimal, str),
+    (Decimal, _decimal),
     ((bytes, bytearray, memoryview), _base64),
     ((datetime, date, time), _iso),
     (timedelta, _seconds),
