@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import statistics
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,12 +19,13 @@ from typing import Any
 import pytest
 from tcp_proxy import Outage, TcpProxy
 
-from pointsman.engines import ConnectionSpec, EngineRegistry
+from pointsman.engines import ConnectionSpec, EngineRegistry, postgres_arrow
 from pointsman.errors import (
     ConnectionBusyError,
     DatabaseUnavailableError,
     PointsmanError,
     QueryQueueFullError,
+    QueryTimeoutError,
 )
 
 pytestmark = pytest.mark.anyio
@@ -247,3 +250,83 @@ async def test_a_slow_database_only_uses_its_own_slots(
     assert kinds.count(QueryQueueFullError.__name__) == 6
     stats = registry.pool_stats(slow.id)
     assert stats is not None and stats["connectionsOpened"] == 2
+
+
+class ProxyThread:
+    """A TcpProxy on an event loop of its own thread, so that it keeps
+    answering (or keeps silent) whatever the test's loop is doing."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.proxy = TcpProxy(host, port)
+        self.port = self._run(self.proxy.start())
+
+    def _run(self, work: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout=10)
+
+    def cut(self, outage: Outage) -> None:
+        self.loop.call_soon_threadsafe(self.proxy.cut, outage)
+
+    def close(self) -> None:
+        self._run(self.proxy.aclose())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+async def test_a_frozen_server_mid_arrow_query_times_out_without_stopping_the_loop(
+    registry: EngineRegistry, postgres_spec: ConnectionSpec
+) -> None:
+    """The statement's cancel goes to a server that no longer answers: the
+    query still ends near its timeout, and the event loop (every other
+    user's requests) never waits for the cancel."""
+    assert postgres_spec.host is not None and postgres_spec.port is not None
+    proxy = ProxyThread(postgres_spec.host, postgres_spec.port)
+    # The outage ends by itself after a while, so that a loop blocked by the
+    # cancel shows as a long gap here instead of hanging the test run.
+    ends_after = 8.0
+    timers: list[threading.Timer] = []
+    try:
+        spec = variant(
+            postgres_spec,
+            "frozen",
+            host="127.0.0.1",
+            port=proxy.port,
+            query_timeout_seconds=1,
+        )
+        sql = "select v.x from (select pg_sleep(3)) s, (values (1), (2)) v(x)"
+        gaps: list[float] = []
+        stop = asyncio.Event()
+
+        async def heartbeat() -> None:
+            loop = asyncio.get_running_loop()
+            last = loop.time()
+            while not stop.is_set():
+                await asyncio.sleep(0.02)
+                now = loop.time()
+                gaps.append(now - last)
+                last = now
+
+        beating = asyncio.create_task(heartbeat())
+        freeze = threading.Timer(0.4, proxy.cut, ("hang",))
+        thaw = threading.Timer(ends_after, proxy.cut, ("refuse",))
+        timers.extend((freeze, thaw))
+        freeze.start()
+        thaw.start()
+        started = time.monotonic()
+        with pytest.raises(QueryTimeoutError):
+            await registry.stream(spec, sql, arrow=True)
+        took = time.monotonic() - started
+        stop.set()
+        await beating
+        assert max(gaps) < 0.5, f"the event loop stood still {max(gaps):.1f} s"
+        # The timeout, the client's grace, then the wait for the cancel.
+        assert took < 1 + 0.5 + postgres_arrow.CANCEL_WAIT_SECONDS + 1.5, took
+        pool = registry.pool_stats(spec.id)
+        assert pool is not None and pool["inUse"] == 0, pool
+    finally:
+        for timer in timers:
+            timer.cancel()
+        proxy.close()

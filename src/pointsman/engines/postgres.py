@@ -236,13 +236,13 @@ class PostgresEngine(Engine):
         self, conn: AsyncConnection[Any] | ArrowSession
     ) -> None:
         if isinstance(conn, ArrowSession):
-            await asyncio.get_running_loop().run_in_executor(None, conn.close)
+            await conn.aclose()
             return
         await conn.close()
 
     def _alive(self, conn: AsyncConnection[Any] | ArrowSession) -> bool:
         if isinstance(conn, ArrowSession):
-            return True
+            return not conn.stuck
         return not conn.closed and not conn.broken
 
     async def acquire(
@@ -443,7 +443,9 @@ class PostgresEngine(Engine):
         """Stop what is left of the statement, reset the session for the next
         user (in its thread), and give it back; closed if either fails."""
         try:
-            if not state.settled and state.reusable:
+            if state.conn.stuck:
+                state.reusable = False
+            elif not state.settled and state.reusable:
                 async with asyncio.timeout(MAX_RESET_SECONDS):
                     await state.conn.call(state.settle)
         except (TimeoutError, Exception):

@@ -24,6 +24,7 @@ import contextlib
 import importlib.util
 import logging
 import re
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -43,6 +44,9 @@ logger = logging.getLogger(__name__)
 # statement early and a streamed result stays small in memory, large enough
 # that a batch costs little per row.
 BATCH_SIZE_HINT_BYTES = 1024 * 1024
+# How long a cancelled statement may take to end before its session is
+# given up (its server no longer answering) and the caller goes on.
+CANCEL_WAIT_SECONDS = 2.0
 _BATCH_SIZE_OPTION = "adbc.postgresql.batch_size_hint_bytes"
 
 _TYPE_KEY = b"POSTGRESQL:type"
@@ -135,6 +139,7 @@ class ArrowSession:
         self.executor = executor
         self.reader: Any = None
         self.zone = "UTC"  # the session's TimeZone, read when it opens
+        self.stuck = False
 
     @classmethod
     async def open(
@@ -175,18 +180,40 @@ class ArrowSession:
     async def call(self, function: Callable[..., Any], *args: Any) -> Any:
         """Run ``function`` in this session's thread; a task cancelled (or
         timed out) meanwhile cancels the statement on the server and waits
-        for the thread to give the session back before it raises."""
+        up to ``CANCEL_WAIT_SECONDS`` for the thread to give the session back
+        before it raises. A session whose thread is still busy then (a
+        server that stopped answering) is ``stuck``: never used again, and
+        closed by its own thread once that lets go."""
+        if self.stuck:
+            raise SessionStuckError
         future = asyncio.get_running_loop().run_in_executor(
             self.executor, function, *args
         )
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
-            self.cancel()
-            await asyncio.wait([future])
-            if not future.cancelled():
+            # libpq's cancel connects to the server and waits for it, with
+            # no timeout of its own: never on the event loop.
+            threading.Thread(
+                target=self.cancel, name="pointsman-adbc-cancel", daemon=True
+            ).start()
+            await asyncio.wait([future], timeout=CANCEL_WAIT_SECONDS)
+            if not future.done():
+                self.stuck = True
+                future.add_done_callback(_retrieved)
+            elif not future.cancelled():
                 future.exception()  # retrieved: the cancellation wins
             raise
+
+    async def aclose(self) -> None:
+        """Close in the session's own thread (never beside a statement still
+        running there); a stuck session is closed whenever its thread is
+        free again, without anyone waiting for it."""
+        future = asyncio.get_running_loop().run_in_executor(self.executor, self.close)
+        if self.stuck:
+            future.add_done_callback(_retrieved)
+            return
+        await future
 
     def cancel(self) -> None:
         try:
@@ -231,6 +258,15 @@ class ArrowSession:
             self.conn.close()
         finally:
             self.executor.shutdown(wait=False)
+
+
+class SessionStuckError(Exception):
+    """The session's thread is still in a statement its server never ended."""
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _close_when_done(future: asyncio.Future[ArrowSession]) -> None:
