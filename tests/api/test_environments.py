@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 from bodies import connection_body
-from helpers import assert_error
+from helpers import assert_error, create_user
 
 pytestmark = pytest.mark.anyio
 
@@ -521,6 +521,78 @@ async def test_large_numbers_are_kept_exactly(
     assert response.status_code == 200, response.text
     listed = (await api.get("/api/v1/connection-environments")).json()
     assert listed["connectionEnvironments"][0]["userAttributeValues"] == [stored]
+
+
+@pytest.mark.parametrize(
+    ("raw", "stored"),
+    [
+        (b"123456789012345678901234", "123456789012345678901234"),
+        (b"123456789012345678909999", "123456789012345678909999"),
+        (b"1.0000000000000001", "1.0000000000000001"),
+        (b"2.50", "2.5"),
+        (b"1e3", "1000"),
+    ],
+)
+async def test_json_numbers_are_kept_as_written_not_as_a_float_rounds_them(
+    api: httpx.AsyncClient, raw: bytes, stored: str
+) -> None:
+    gold = await number_base(api)
+
+    response = await api.put(
+        f"/api/v1/connection-environments/{gold}",
+        content=b'{"userAttributeValues": [' + raw + b"]}",
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 200, response.text
+    listed = (await api.get("/api/v1/connection-environments")).json()
+    assert listed["connectionEnvironments"][0]["userAttributeValues"] == [stored]
+
+
+async def test_users_whose_large_numbers_differ_in_the_last_digits_route_apart(
+    api: httpx.AsyncClient,
+) -> None:
+    await api.post("/api/v1/user-attributes", json={"name": "tier", "type": "Number"})
+    base, gold = await create(api, "dev"), await create(api, "gold")
+    await link(api, base, gold)
+    await api.patch(
+        f"/api/v1/connections/{base}",
+        json={"userAttributeNameForConnectionEnvironments": "tier"},
+    )
+    claimed = 123456789012345678901234
+    await api.put(
+        f"/api/v1/connection-environments/{gold}",
+        json={"userAttributeValues": [claimed]},
+    )
+    owner = await create_user(api, "owner@example.com", {"tier": claimed})
+    other = await create_user(api, "other@example.com", {"tier": claimed + 8765})
+
+    routes = [
+        (
+            await api.get(
+                f"/api/v1/connections/{base}/route", params={"userId": user["id"]}
+            )
+        ).json()["connectionId"]
+        for user in (owner, other)
+    ]
+
+    assert routes == [gold, base]
+
+
+@pytest.mark.parametrize("raw", ["1_000", "\u0661", "0x10", "1e", "+"])
+async def test_a_number_is_written_in_ascii_digits(
+    api: httpx.AsyncClient, raw: str
+) -> None:
+    gold = await number_base(api)
+
+    response = await api.put(
+        f"/api/v1/connection-environments/{gold}",
+        content=b'{"userAttributeValues": ["' + raw.encode() + b'"]}',
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 400, response.text
+    assert "is not a number" in response.json()["detail"]
 
 
 async def test_an_absurd_exponent_is_not_a_number(api: httpx.AsyncClient) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 
 import orjson
@@ -12,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from pointsman.errors import BadRequest, PointsmanError
+from pointsman.services.values import ExactNumber
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -23,6 +27,8 @@ NUL_ESCAPE = b"\\u0000"
 def _default(value: Any) -> Any:
     if isinstance(value, datetime):
         return iso(value)
+    if isinstance(value, ExactNumber):  # a body's number, echoed
+        return float(value)
     raise TypeError
 
 
@@ -57,9 +63,14 @@ def error_response(error: PointsmanError) -> JSONResponse:
     return response
 
 
-async def read_json(request: Request, *, required: bool = True) -> dict[str, Any]:
+async def read_json(
+    request: Request, *, required: bool = True, exact_numbers: bool = True
+) -> dict[str, Any]:
     """The JSON object in the body. An empty body is a 400 when ``required``,
-    else ``{}``; anything but an object is a 400."""
+    else ``{}``; anything but an object is a 400. With ``exact_numbers``,
+    integers are exact whatever their size and a fraction a float would
+    round (``1.0000000000000001``) is an :class:`ExactNumber` keeping its
+    text (attribute values are compared as written)."""
     raw = await request.body()
     if not raw.strip():
         if required:
@@ -69,6 +80,13 @@ async def read_json(request: Request, *, required: bool = True) -> dict[str, Any
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise BadRequest("Bad Request: Invalid JSON") from None
+    if exact_numbers and _MAYBE_INEXACT.search(raw):
+        # orjson reads every fraction as a float and integers past 64 bits
+        # as floats too: read again, keeping what a float would round.
+        try:
+            data = json.loads(raw, parse_float=_number)
+        except ValueError:  # an integer of thousands of digits
+            raise BadRequest("Bad Request: Invalid JSON") from None
     if not isinstance(data, dict):
         raise BadRequest("Bad Request: Expected a JSON object")
     # JSON text carries a NUL only as the escape \u0000 (a raw one is invalid
@@ -76,6 +94,17 @@ async def read_json(request: Request, *, required: bool = True) -> dict[str, Any
     if NUL_ESCAPE in raw:
         refuse_nul(data, "")
     return data
+
+
+# A fraction, an exponent or an integer too long for 64 bits, anywhere.
+_MAYBE_INEXACT = re.compile(rb"[0-9][.eE]|[0-9]{19}")
+
+
+def _number(text: str) -> float:
+    number = float(text)
+    if Decimal(repr(number)) == Decimal(text):
+        return number
+    return ExactNumber(text)
 
 
 def refuse_nul(value: Any, path: str) -> None:

@@ -280,7 +280,7 @@ async def run_query(request: Request) -> Response:
       are extensions.
     """
     who = await caller(request)
-    run = queries.parse_run(await read_json(request))
+    run = queries.parse_run(await read_json(request, exact_numbers=False))
     plain = wants_plain_json(request)
     runner = queries.effective_actor(who.snapshot, who.actor, run.user_id)
     connection = live_connection(who, run.connection_id)

@@ -6,6 +6,7 @@ kept in canonical form so that ``1``, ``1.0`` and ``01`` are one value.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 
@@ -18,9 +19,28 @@ MAX_VALUE_LENGTH = 512
 MAX_EXPONENT = MAX_VALUE_LENGTH - 12
 
 
+# What a Number value may be written as: ASCII digits (Decimal would also
+# take ``1_000`` and other scripts' digits), a point, an exponent.
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+class ExactNumber(float):
+    """A JSON number that a float would round, with the text it was written
+    as (the float is only its nearest value)."""
+
+    text: str
+
+    def __new__(cls, text: str) -> ExactNumber:
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
+
+
 def canonical_number(text: str) -> str | None:
     """The one spelling of a number (``1``, ``1.0`` and ``01`` give ``1``),
     or None for anything that is not a finite number of sensible size."""
+    if _NUMBER.fullmatch(text) is None:
+        return None
     try:
         number = Decimal(text)
     except InvalidOperation:
@@ -53,7 +73,7 @@ def split_list(raw: Any, field: str) -> list[str]:
     for item in items:
         if isinstance(item, bool) or not isinstance(item, (str, int, float)):
             raise ValidationFailed(field, "Expected a string or an array of strings")
-        text = str(item).strip()
+        text = (item.text if isinstance(item, ExactNumber) else str(item)).strip()
         if text:
             seen.setdefault(text, None)
     return list(seen)
