@@ -21,6 +21,7 @@ class Settings:
     stream_threshold_rows: int = 10_000
     held_result_max_rows: int = 100_000
     held_result_max_bytes: int = 128 * 1024 * 1024
+    held_results_total_bytes: int = 512 * 1024 * 1024
 
     @classmethod
     def from_env(cls, database_url: str | None = None) -> Settings:
@@ -59,6 +60,9 @@ class Settings:
             ),
             held_result_max_bytes=int(
                 os.environ.get("POINTSMAN_HELD_RESULT_MAX_BYTES", str(128 * 1024**2))
+            ),
+            held_results_total_bytes=int(
+                os.environ.get("POINTSMAN_HELD_RESULTS_TOTAL_BYTES", str(512 * 1024**2))
             ),
         )
 

@@ -409,6 +409,59 @@ async def test_a_short_but_wide_result_held_for_query_wait_is_cut_too(
     assert 15 <= job["summary"]["row_count"] <= 20
 
 
+async def test_results_held_together_stay_within_the_total_and_collecting_frees_it(
+    api: httpx.AsyncClient, connection_id: str, services: Services
+) -> None:
+    services.settings = services.settings.with_overrides(
+        held_result_max_bytes=200_000, held_results_total_bytes=300_000
+    )
+
+    def wide(sleep: float) -> str:
+        return (
+            "select g as n, repeat('x', 1000) as wide"
+            f" from generate_series(1, 5000) g, pg_sleep({sleep})"
+        )
+
+    job_ids = []
+    for sleep in (0.3, 0.6, 0.9):  # they finish, and are held, in this order
+        first = await run(api, connection_id, wide(sleep), waitSeconds=0)
+        job_ids.extend(lines_of(first)[-1]["remaining_job_ids"])
+    waited = await api.get("/api/v1/query/wait", params={"jobIds": ",".join(job_ids)})
+    by_id = {line["job_id"]: line for line in lines_of(waited)[:-1]}
+    whole, rest, none = (by_id[job_id] for job_id in job_ids)
+
+    # The third finds little or no room left (a 503 where none is).
+    counts = [
+        line["summary"]["row_count"] if line["status"] == "COMPLETE" else 0
+        for line in (whole, rest, none)
+    ]
+    assert 150 <= counts[0] <= 200
+    assert 50 <= counts[1] <= 100 and rest["summary"]["truncated"] is True
+    assert counts[2] <= 3
+    assert sum(counts) * 1000 <= 300_000
+    assert await pool_in_use(api, connection_id) == 0
+    # Collected, they no longer count: the next one has the whole room again.
+    again = await held_then_collected(api, connection_id, wide(0.3))
+    assert again["summary"]["row_count"] == whole["summary"]["row_count"]
+
+
+async def test_a_result_with_no_room_left_to_be_held_is_a_503(
+    api: httpx.AsyncClient, connection_id: str, services: Services
+) -> None:
+    services.settings = services.settings.with_overrides(held_results_total_bytes=0)
+    sql = "select g as n from generate_series(1, 5000) g, pg_sleep(0.3)"
+
+    job = await held_then_collected(api, connection_id, sql)
+
+    assert job["status"] == "ERROR"
+    assert job["error"] == {
+        "detail": "Too many results are waiting to be collected with query/wait; "
+        "collect them or try again later",
+        "status": 503,
+    }
+    assert await pool_in_use(api, connection_id) == 0
+
+
 @pytest.fixture
 def mariadb_account(
     mysql_admin_params: Any, make_mysql_database: Callable[[], str]

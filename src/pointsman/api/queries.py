@@ -21,11 +21,12 @@ from pointsman.api.connections import live_connection
 from pointsman.api.http import call, dumps, read_json, respond
 from pointsman.engines import results
 from pointsman.engines.spec import QueryResult
-from pointsman.engines.streams import RowStream, cut
+from pointsman.engines.streams import RowStream, cut, held_size
 from pointsman.errors import (
     NotFound,
     PointsmanError,
     RequestTimeout,
+    ServiceUnavailable,
     ValidationFailed,
 )
 from pointsman.policy import Action
@@ -154,14 +155,16 @@ async def _execute(
             threshold=services.settings.stream_threshold_rows,
             arrow=arrow,
         )
+        job = jobs.get(job_id)
         if isinstance(result, RowStream):
-            job = jobs.get(job_id)
             if job is not None and not job.detached:
                 job.finish = outcome
                 return result
             # Held for query/wait: bounded (and read no further), so that
             # results nobody collects cannot fill the server's memory.
-            result = await result.read_all(*_held_limits(services))
+            result = await _held(jobs, job_id, services, result)
+        elif job is not None and job.detached:
+            result = await _held(jobs, job_id, services, result)
     except PointsmanError as exc:
         outcome(_status_of(exc), exc, None)
         raise
@@ -172,16 +175,40 @@ async def _execute(
         log.error("a query failed: unhandled %s", type(exc).__name__)
         outcome("ERROR", PointsmanError(), None)
         raise
-    job = jobs.get(job_id)
-    if job is not None and job.detached:
-        result = cut(result, *_held_limits(services))
     outcome("COMPLETE", None, result.row_count)
     return result
 
 
-def _held_limits(services: Services) -> tuple[int, int]:
+HELD_FULL = (
+    "Too many results are waiting to be collected with query/wait; "
+    "collect them or try again later"
+)
+
+
+async def _held(
+    jobs: Jobs, job_id: str, services: Services, result: QueryResult | RowStream
+) -> QueryResult:
+    """The result kept in memory for query/wait: within the per-result
+    limits and the room left of ``held_results_total_bytes`` (a 503 where
+    none is left)."""
     settings = services.settings
-    return settings.held_result_max_rows, settings.held_result_max_bytes
+    room = jobs.reserve_held(
+        job_id, settings.held_result_max_bytes, settings.held_results_total_bytes
+    )
+    used = 0
+    try:
+        if room <= 0:
+            if isinstance(result, RowStream):
+                await result.aclose()
+            raise ServiceUnavailable(HELD_FULL)
+        if isinstance(result, RowStream):
+            result = await result.read_all(settings.held_result_max_rows, room)
+        else:
+            result = cut(result, settings.held_result_max_rows, room)
+        used = held_size(result)
+    finally:
+        jobs.settle_held(job_id, room, used)
+    return result
 
 
 def job_line(job: Job) -> dict[str, Any]:

@@ -133,6 +133,13 @@ def cut(result: QueryResult, max_rows: int, max_bytes: int) -> QueryResult:
     return QueryResult(result.columns, result.rows[:kept], truncated=True)
 
 
+def held_size(result: QueryResult) -> int:
+    """The bytes of a result's values, as :func:`cut` counts them."""
+    if result.table is not None:
+        return int(result.table.nbytes)
+    return sum(map(_size, result.rows))
+
+
 def _within(
     rows: list[tuple[Any, ...]], size: int, max_bytes: int | None
 ) -> tuple[int, int]:

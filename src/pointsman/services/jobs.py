@@ -38,6 +38,8 @@ class Job:
     detached: bool = False
     # Records how a streamed result ended (status, error, rows sent).
     finish: Callable[[str, PointsmanError | None, int], None] | None = None
+    # The bytes of values its held result takes (or may take, while read).
+    held_bytes: int = 0
 
     def error(self) -> PointsmanError | None:
         if not self.task.done() or self.task.cancelled():
@@ -57,6 +59,7 @@ class Jobs:
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
         self._next_sweep = 0.0
+        self._held_bytes = 0  # of every result held for query/wait
 
     def submit(
         self,
@@ -88,7 +91,32 @@ class Jobs:
         return self._jobs.get(job_id)
 
     def discard(self, job_id: str) -> None:
-        self._jobs.pop(job_id, None)
+        job = self._jobs.pop(job_id, None)
+        if job is not None:
+            self._held_bytes -= job.held_bytes
+
+    def reserve_held(self, job_id: str, wanted: int, total: int) -> int:
+        """Room for a job's result held until ``query/wait`` collects it: up
+        to ``wanted`` bytes, while every held result together stays within
+        ``total``; 0 where none is left."""
+        job = self._jobs.get(job_id)
+        room = min(wanted, total - self._held_bytes)
+        if job is None or room <= 0:
+            return 0
+        job.held_bytes += room
+        self._held_bytes += room
+        return room
+
+    def settle_held(self, job_id: str, reserved: int, used: int) -> None:
+        """What a job's held result took, of the room it had reserved."""
+        job = self._jobs.get(job_id)
+        if job is not None:  # else discarded meanwhile, its room given back
+            job.held_bytes += used - reserved
+            self._held_bytes += used - reserved
+
+    @property
+    def held_bytes(self) -> int:
+        return self._held_bytes
 
     def _forget_old(self) -> None:
         """Drop jobs finished long ago (at most once per SWEEP_SECONDS: a scan
@@ -104,7 +132,7 @@ class Jobs:
             if job.finished_at is not None and job.finished_at < cutoff
         ]
         for job_id in stale:
-            del self._jobs[job_id]
+            self.discard(job_id)
 
     async def cancel_all(self) -> None:
         running = [job.task for job in self._jobs.values() if not job.task.done()]
