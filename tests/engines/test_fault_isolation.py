@@ -330,3 +330,35 @@ async def test_a_frozen_server_mid_arrow_query_times_out_without_stopping_the_lo
         for timer in timers:
             timer.cancel()
         proxy.close()
+
+
+async def test_a_frozen_mariadb_mid_query_times_out_after_one_try_to_kill_it(
+    registry: EngineRegistry, mysql_spec: ConnectionSpec
+) -> None:
+    """The statement cannot be killed (the kill's connection cannot reach the
+    server either): the link is dropped then, without waiting for a statement
+    end that cannot come."""
+    assert mysql_spec.host is not None and mysql_spec.port is not None
+    proxy = ProxyThread(mysql_spec.host, mysql_spec.port)
+    freeze = threading.Timer(0.4, proxy.cut, ("hang",))
+    try:
+        spec = variant(
+            mysql_spec,
+            "frozen",
+            host="127.0.0.1",
+            port=proxy.port,
+            query_timeout_seconds=1,
+            connect_timeout_seconds=1,
+        )
+        freeze.start()
+        started = time.monotonic()
+        with pytest.raises(QueryTimeoutError):
+            await registry.stream(spec, "select sleep(3) as slept")
+        took = time.monotonic() - started
+        # The timeout, then one connect timeout for the kill.
+        assert took < 1 + 1 + 1.0, took
+        pool = registry.pool_stats(spec.id)
+        assert pool is not None and pool["inUse"] == 0, pool
+    finally:
+        freeze.cancel()
+        proxy.close()

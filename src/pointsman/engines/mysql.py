@@ -264,7 +264,8 @@ class MySQLEngine(Engine):
         """Kill what is left of a statement read only in part, read its end
         off the wire, and pool the session again (or close it)."""
         try:
-            await kill_query(self.spec, conn.thread_id())
+            if not await kill_query(self.spec, conn.thread_id()):
+                raise TimeoutError  # the server is out of reach: drop the link
             async with asyncio.timeout(KILL_GRACE_SECONDS):
                 with suppress(pymysql.err.Error):
                     await cursor.close()
@@ -277,8 +278,11 @@ class MySQLEngine(Engine):
         self, conn: aiomysql.Connection, task: asyncio.Future[Any]
     ) -> None:
         logger.warning("killing a query past its timeout on %s", self.spec)
-        await kill_query(self.spec, conn.thread_id())
-        done, _ = await asyncio.wait({task}, timeout=KILL_GRACE_SECONDS)
+        done: set[asyncio.Future[Any]] = set()
+        # A server that could not be reached to kill the statement will not
+        # end it either: then the link is dropped at once.
+        if await kill_query(self.spec, conn.thread_id()):
+            done, _ = await asyncio.wait({task}, timeout=KILL_GRACE_SECONDS)
         if done:
             # The statement's end (a row or "interrupted") was read: reusable.
             with suppress(Exception):
@@ -393,13 +397,14 @@ async def _no_database_selected(conn: aiomysql.Connection) -> bool:
     return row is not None and row[0] is None
 
 
-async def kill_query(spec: ConnectionSpec, thread_id: int) -> None:
-    """Stop the statement running on ``thread_id``, from a second connection."""
+async def kill_query(spec: ConnectionSpec, thread_id: int) -> bool:
+    """Stop the statement running on ``thread_id``, from a second connection;
+    False where the server could not be reached to ask."""
     try:
         killer = await _connect(spec)
     except DatabaseUnavailableError:
         logger.warning("could not open a connection to kill a query on %s", spec)
-        return
+        return False
     try:
         async with killer.cursor() as cursor:
             await cursor.execute(f"KILL QUERY {int(thread_id)}")
@@ -408,6 +413,7 @@ async def kill_query(spec: ConnectionSpec, thread_id: int) -> None:
             logger.warning("KILL QUERY failed on %s: error %s", spec, _error_code(exc))
     finally:
         await _close_quietly(killer)
+    return True
 
 
 async def _close_cursor_quietly(
