@@ -236,6 +236,36 @@ async def test_a_missing_sql_is_400(
     assert_error(response, 400, "Bad Request: query.sql: Required")
 
 
+async def test_sql_that_is_not_text_is_400(
+    api: httpx.AsyncClient, walkthrough: dict[str, str]
+) -> None:
+    response = await run(api, walkthrough["dev"], sql=5)
+
+    assert_error(response, 400, "Bad Request: query.sql: Expected string")
+
+
+async def test_the_route_of_a_deactivated_user_is_404_as_their_query_is(
+    api: httpx.AsyncClient, walkthrough: dict[str, str]
+) -> None:
+    user = await create_user(api, "gone@example.com", {"environment": "prod"})
+    deactivated = await api.patch(
+        f"/api/scim/v2/Users/{user['id']}",
+        json={
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{"op": "replace", "path": "active", "value": False}],
+        },
+    )
+    assert deactivated.status_code == 200, deactivated.text
+
+    route = await api.get(
+        f"/api/v1/connections/{walkthrough['dev']}/route", params={"userId": user["id"]}
+    )
+    query = await run(api, walkthrough["dev"], userId=user["id"])
+
+    assert_error(route, 404, "User not found")
+    assert_error(query, 404, "User not found")
+
+
 async def test_an_unknown_user_id_is_404(
     api: httpx.AsyncClient, walkthrough: dict[str, str]
 ) -> None:

@@ -462,6 +462,20 @@ async def test_a_result_with_no_room_left_to_be_held_is_a_503(
     assert await pool_in_use(api, connection_id) == 0
 
 
+async def test_copy_is_refused_saying_what_to_do_instead(
+    api: httpx.AsyncClient, connection_id: str
+) -> None:
+    response = await run(api, connection_id, "copy (select 1) to stdout")
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "COPY does not run through query/run: run its query instead"
+        " (resultType csv, or Accept: text/csv, gives the rows as CSV)",
+        "status": 400,
+    }
+    assert await pool_in_use(api, connection_id) == 0
+
+
 @pytest.fixture
 def mariadb_account(
     mysql_admin_params: Any, make_mysql_database: Callable[[], str]

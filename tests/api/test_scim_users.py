@@ -556,6 +556,17 @@ async def test_patch_replace_sets_a_multi_valued_attribute(
     assert response.json()[USER_ATTRIBUTES] == {"regions": ["eu"]}
 
 
+async def test_a_multi_valued_attribute_takes_a_comma_separated_string(
+    api: httpx.AsyncClient, attributes: None
+) -> None:
+    created = await create_user(
+        api, "ann@example.com", {"regions": "us, eu,,us", "region": "us,eu"}
+    )
+
+    # The single-valued attribute keeps its comma: it is part of the value.
+    assert created[USER_ATTRIBUTES] == {"regions": ["us", "eu"], "region": "us,eu"}
+
+
 async def test_patch_remove_with_a_value_removes_only_that_value(
     api: httpx.AsyncClient, attributes: None
 ) -> None:

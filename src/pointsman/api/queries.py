@@ -566,7 +566,7 @@ async def explain_route(request: Request) -> Response:
     if user_id and user_id.lower() != who.actor.user.id:
         policy.require(who.snapshot, who.actor, Action.ORG_ADMIN)
         user = who.snapshot.users.get(user_id.lower())
-        if user is None:
+        if user is None or not user.active:  # as query/run answers for them
             raise NotFound("User not found")
         runner, own = queries.impersonate(who.actor, user), False
     branch_id = request.query_params.get("branchId") or None

@@ -60,6 +60,10 @@ SMALL_RESULT_ROWS = 256
 _ARROW_AVAILABLE = postgres_arrow.available()
 
 _SYNTAX_ERROR = "42601"
+COPY_REFUSED = (
+    "COPY does not run through query/run: run its query instead"
+    " (resultType csv, or Accept: text/csv, gives the rows as CSV)"
+)
 
 # What DISCARD ALL does, spelled out (as its documentation lists it) so that
 # it can share one round trip with re-applying the pool's own settings:
@@ -768,6 +772,8 @@ def _query_error(spec: ConnectionSpec, exc: psycopg.Error) -> Exception:
         return failures.connection_lost(spec, exc)
     if exc.sqlstate == _SYNTAX_ERROR and "multiple commands" in str(exc):
         return failures.one_statement_only(spec)
+    if exc.sqlstate is None and str(exc).startswith("COPY cannot be used"):
+        return failures.query_failed(spec, COPY_REFUSED)
     return failures.query_failed(spec, str(exc))
 
 

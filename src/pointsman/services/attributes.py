@@ -61,13 +61,16 @@ def coerce_values(
 ) -> list[str]:
     """A value as a client sends it, normalised for storage; ``[]`` unsets.
 
-    A single-valued attribute takes a scalar; a multi-valued one a scalar or
-    an array. A string is never split on commas: a comma may be part of a
-    value."""
+    A single-valued attribute takes a scalar, whose commas are part of it; a
+    multi-valued one an array, or a string of comma-separated values as
+    Omni's guides assign them (``"prod,dev"``: a value holding a comma is
+    sent in an array)."""
     if isinstance(raw, list):
         if raw and not multiple:
             raise ValidationFailed(field, "Expected a single value, not an array")
         items: list[Any] = raw
+    elif multiple and isinstance(raw, str):
+        items = raw.split(",")
     else:
         items = [] if raw is None else [raw]
     return normalise(split_list(items, field), attribute_type, field)

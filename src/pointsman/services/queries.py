@@ -50,7 +50,9 @@ def parse_run(body: dict[str, Any]) -> RunRequest:
     if not is_uuid(connection_id):
         raise ValidationFailed("query.connectionId", "Invalid uuid")
     sql = query.get("sql")
-    if not isinstance(sql, str) or not sql.strip():
+    if sql is not None and not isinstance(sql, str):
+        raise ValidationFailed("query.sql", "Expected string")
+    if not sql or not sql.strip():
         raise ValidationFailed("query.sql", "Required")
     limit = query.get("limit")
     if limit is not None and (
