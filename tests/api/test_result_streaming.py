@@ -5,6 +5,7 @@ connection given back either way. On PostgreSQL, with a low threshold."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import csv
 import io
@@ -445,6 +446,56 @@ async def test_results_held_together_stay_within_the_total_and_collecting_frees_
     assert again["summary"]["row_count"] == whole["summary"]["row_count"]
 
 
+async def held_gauge(api: httpx.AsyncClient) -> float:
+    text = (await api.get("/metrics")).text
+    [line] = [x for x in text.splitlines() if x.startswith("pointsman_held_result_")]
+    return float(line.split()[-1])
+
+
+async def test_metrics_show_the_memory_held_results_take(
+    api: httpx.AsyncClient, connection_id: str
+) -> None:
+    sql = "select g as n from generate_series(1, 5000) g, pg_sleep(0.2)"
+    first = await run(api, connection_id, sql, waitSeconds=0)
+    [job_id] = lines_of(first)[-1]["remaining_job_ids"]
+    held = 0.0
+    for _ in range(100):
+        held = await held_gauge(api)
+        if held:
+            break
+        await asyncio.sleep(0.05)
+
+    assert held >= 5000 * 4  # the int4 column, at least
+    await api.get("/api/v1/query/wait", params={"jobIds": job_id})
+    assert await held_gauge(api) == 0
+
+
+async def test_a_result_being_read_holds_only_what_it_has_read(
+    api: httpx.AsyncClient, connection_id: str, services: Services
+) -> None:
+    """A long result read slowly for query/wait takes its room as its rows
+    come: a small result finishing meanwhile still finds room."""
+    services.settings = services.settings.with_overrides(
+        held_result_max_bytes=10_000_000, held_results_total_bytes=10_000_000
+    )
+    slow = (
+        "select g as n, repeat('x', 100) as pad from generate_series(1, 20000) g,"
+        " lateral (select pg_sleep(case when g % 1000 = 0 then 0.2 else 0 end)) s"
+    )
+    first = await run(api, connection_id, slow, waitSeconds=0, resultType="json")
+    [slow_id] = lines_of(first)[-1]["remaining_job_ids"]
+
+    small = await held_then_collected(
+        api, connection_id, "select 42 as answer from pg_sleep(0.8)"
+    )
+    waited = await api.get("/api/v1/query/wait", params={"jobIds": slow_id}, timeout=30)
+
+    assert small["status"] == "COMPLETE", small
+    assert arrow_rows(small) == [{"answer": 42}]
+    [long] = lines_of(waited)[:-1]
+    assert long["status"] == "COMPLETE" and long["summary"]["row_count"] == 20000
+
+
 async def test_a_result_with_no_room_left_to_be_held_is_a_503(
     api: httpx.AsyncClient, connection_id: str, services: Services
 ) -> None:
@@ -455,8 +506,8 @@ async def test_a_result_with_no_room_left_to_be_held_is_a_503(
 
     assert job["status"] == "ERROR"
     assert job["error"] == {
-        "detail": "Too many results are waiting to be collected with query/wait; "
-        "collect them or try again later",
+        "detail": "Too many results are held for query/wait right now; "
+        "collect finished ones or try again later",
         "status": 503,
     }
     assert await pool_in_use(api, connection_id) == 0

@@ -21,12 +21,11 @@ from pointsman.api.connections import live_connection
 from pointsman.api.http import call, dumps, read_json, respond
 from pointsman.engines import results
 from pointsman.engines.spec import QueryResult
-from pointsman.engines.streams import RowStream, cut, held_size
+from pointsman.engines.streams import RowStream, cut
 from pointsman.errors import (
     NotFound,
     PointsmanError,
     RequestTimeout,
-    ServiceUnavailable,
     ValidationFailed,
 )
 from pointsman.policy import Action
@@ -44,7 +43,8 @@ log = logging.getLogger(__name__)
 
 
 async def start(app: Starlette) -> None:
-    app.state.jobs = Jobs()
+    app.state.jobs = jobs = Jobs()
+    app.state.services.metrics.held.bytes = lambda: jobs.held_bytes
     app.state.pool_reaper = asyncio.create_task(close_idle_pools(app.state.services))
 
 
@@ -179,36 +179,18 @@ async def _execute(
     return result
 
 
-HELD_FULL = (
-    "Too many results are waiting to be collected with query/wait; "
-    "collect them or try again later"
-)
-
-
 async def _held(
     jobs: Jobs, job_id: str, services: Services, result: QueryResult | RowStream
 ) -> QueryResult:
     """The result kept in memory for query/wait: within the per-result
-    limits and the room left of ``held_results_total_bytes`` (a 503 where
-    none is left)."""
+    limits and the memory every held result together may take
+    (``held_results_total_bytes``; a 503 where not one row fits)."""
     settings = services.settings
-    room = jobs.reserve_held(
-        job_id, settings.held_result_max_bytes, settings.held_results_total_bytes
-    )
-    used = 0
-    try:
-        if room <= 0:
-            if isinstance(result, RowStream):
-                await result.aclose()
-            raise ServiceUnavailable(HELD_FULL)
-        if isinstance(result, RowStream):
-            result = await result.read_all(settings.held_result_max_rows, room)
-        else:
-            result = cut(result, settings.held_result_max_rows, room)
-        used = held_size(result)
-    finally:
-        jobs.settle_held(job_id, room, used)
-    return result
+    room = jobs.held_room(job_id, settings.held_results_total_bytes)
+    max_rows, max_bytes = settings.held_result_max_rows, settings.held_result_max_bytes
+    if isinstance(result, RowStream):
+        return await result.read_all(max_rows, max_bytes, room)
+    return cut(result, max_rows, max_bytes, room)
 
 
 def job_line(job: Job) -> dict[str, Any]:

@@ -10,10 +10,10 @@ batch by batch and must close.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 
@@ -86,18 +86,29 @@ class RowStream:
         # The source ran dry: a limit reached exactly is no cut.
 
     async def read_all(
-        self, max_rows: int | None = None, max_bytes: int | None = None
+        self,
+        max_rows: int | None = None,
+        max_bytes: int | None = None,
+        room: Room | None = None,
     ) -> QueryResult:
         """The rest of the rows in memory, and the stream closed; no more
-        than ``max_rows`` rows and ``max_bytes`` (see :func:`cut`), which cut
-        the result as a limit does, and stop reading it."""
+        than ``max_rows`` rows, ``max_bytes`` and what ``room`` has left
+        (see :func:`cut`), which cut the result as a limit does, and stop
+        reading it."""
         if max_rows is not None and (self._limit is None or max_rows < self._limit):
             self._limit = max_rows
         rows: list[tuple[Any, ...]] = []
         size = 0
         try:
             async for batch in self.batches():
-                kept, size = _within(batch, size, max_bytes)
+                bound, by_room = _bound(size, max_bytes, room)
+                kept, grown = _within(batch, size, bound, sized=room is not None)
+                if room is not None:
+                    room.take(grown - size)
+                size = grown
+                if kept == 0 and not rows and by_room:
+                    assert room is not None
+                    raise room.none_left()
                 rows.extend(batch[:kept])
                 if kept < len(batch):
                     self.row_count -= len(batch) - kept
@@ -117,39 +128,83 @@ class RowStream:
                 on_close()
 
 
-def cut(result: QueryResult, max_rows: int, max_bytes: int) -> QueryResult:
-    """The result within ``max_rows`` rows and roughly ``max_bytes`` of
-    values (text and bytes by their length, anything else as 8), cut as a
-    limit cuts it."""
+class Room(Protocol):
+    """Memory that several held results share (see ``services.jobs``)."""
+
+    def left(self) -> int:
+        """The bytes still free."""
+        ...
+
+    def take(self, size: int) -> None:
+        """Count ``size`` more bytes as held."""
+        ...
+
+    def none_left(self) -> Exception:
+        """The error for a result of which not one row fits."""
+        ...
+
+
+def cut(
+    result: QueryResult, max_rows: int, max_bytes: int, room: Room | None = None
+) -> QueryResult:
+    """The result within ``max_rows`` rows, about ``max_bytes`` of memory
+    (Python's objects for rows, the buffers for Arrow) and what ``room`` has
+    left, cut as a limit cuts it; taken from ``room``."""
+    bound, by_room = _bound(0, max_bytes, room)
     if result.table is not None:
-        kept = _table_within(result.table, max_rows, max_bytes)
-        if kept == result.table.num_rows:
+        table = result.table
+        kept = _table_within(table, max_rows, bound)
+        if room is not None:
+            room.take(_table_part(table, kept))
+        if kept == 0 and table.num_rows and by_room:
+            assert room is not None
+            raise room.none_left()
+        if kept == table.num_rows:
             return result
-        table = result.table.slice(0, kept)
-        return QueryResult(result.columns, truncated=True, table=table)
-    kept, _ = _within(result.rows[:max_rows], 0, max_bytes)
+        return QueryResult(result.columns, truncated=True, table=table.slice(0, kept))
+    kept, size = _within(result.rows[:max_rows], 0, bound, sized=room is not None)
+    if room is not None:
+        room.take(size)
+    if kept == 0 and result.rows and by_room:
+        assert room is not None
+        raise room.none_left()
     if kept == len(result.rows):
         return result
     return QueryResult(result.columns, result.rows[:kept], truncated=True)
 
 
-def held_size(result: QueryResult) -> int:
-    """The bytes of a result's values, as :func:`cut` counts them."""
-    if result.table is not None:
-        return int(result.table.nbytes)
-    return sum(map(_size, result.rows))
+def _bound(
+    size: int, max_bytes: int | None, room: Room | None
+) -> tuple[int | None, bool]:
+    """What the held values may grow to from ``size``, and whether the room
+    left (rather than ``max_bytes``) is what bounds them."""
+    if room is None:
+        return max_bytes, False
+    by_room = size + room.left()
+    if max_bytes is None or by_room < max_bytes:
+        return by_room, True
+    return max_bytes, False
+
+
+def _table_part(table: pa.Table, rows: int) -> int:
+    """The bytes of a table's first ``rows``, counting each as its average."""
+    return int(table.nbytes * rows // table.num_rows) if table.num_rows else 0
 
 
 def _within(
-    rows: list[tuple[Any, ...]], size: int, max_bytes: int | None
+    rows: list[tuple[Any, ...]],
+    size: int,
+    max_bytes: int | None,
+    *,
+    sized: bool = False,
 ) -> tuple[int, int]:
     """How many of the first rows keep ``size`` within ``max_bytes``, and
-    the size with them."""
-    if max_bytes is None:
+    the size with them (counted without a bound only when ``sized``)."""
+    if max_bytes is None and not sized:
         return len(rows), size
     for index, row in enumerate(rows):
         grown = size + _size(row)
-        if grown > max_bytes:
+        if max_bytes is not None and grown > max_bytes:
             return index, size
         size = grown
     return len(rows), size
@@ -166,13 +221,18 @@ def _table_within(table: pa.Table, max_rows: int | None, max_bytes: int | None) 
 
 
 def _size(value: Any) -> int:
-    if isinstance(value, str | bytes | bytearray):
-        return len(value)
-    if isinstance(value, list | tuple):
-        return 8 + sum(map(_size, value))
-    if isinstance(value, Decimal):
-        return 8 + len(value.as_tuple().digits)
-    return 8
+    """The memory a value takes as Python holds it (a row: its tuple and
+    every value in it); None and booleans are shared, so free."""
+    kind = type(value)
+    if kind is tuple or kind is list:
+        return sys.getsizeof(value) + sum(map(_size, value))
+    if kind is dict:
+        return sys.getsizeof(value) + sum(
+            _size(key) + _size(item) for key, item in value.items()
+        )
+    if value is None or kind is bool:
+        return 0
+    return sys.getsizeof(value)
 
 
 async def collect(
@@ -283,7 +343,10 @@ class ArrowStream(RowStream):
             yield QueryResult(self.columns, table=table).rows
 
     async def read_all(
-        self, max_rows: int | None = None, max_bytes: int | None = None
+        self,
+        max_rows: int | None = None,
+        max_bytes: int | None = None,
+        room: Room | None = None,
     ) -> QueryResult:
         if max_rows is not None and (self._limit is None or max_rows < self._limit):
             self._limit = max_rows
@@ -291,10 +354,18 @@ class ArrowStream(RowStream):
         size = 0
         try:
             async for table in self.tables():
-                room = None if max_bytes is None else max_bytes - size
-                kept = _table_within(table, None, room)
+                bound, by_room = _bound(size, max_bytes, room)
+                kept = _table_within(
+                    table, None, None if bound is None else bound - size
+                )
+                grown = _table_part(table, kept)
+                if room is not None:
+                    room.take(grown)
+                size += grown
+                if kept == 0 and not any(t.num_rows for t in tables) and by_room:
+                    assert room is not None
+                    raise room.none_left()
                 tables.append(table.slice(0, kept))
-                size += table.nbytes
                 if kept < table.num_rows:
                     self.row_count -= table.num_rows - kept
                     self.truncated = True

@@ -13,7 +13,7 @@ from typing import Any
 
 from pointsman.engines.spec import QueryResult
 from pointsman.engines.streams import RowStream
-from pointsman.errors import PointsmanError
+from pointsman.errors import PointsmanError, ServiceUnavailable
 from pointsman.routing.resolver import Route
 from pointsman.services.queries import new_job_id
 
@@ -95,24 +95,16 @@ class Jobs:
         if job is not None:
             self._held_bytes -= job.held_bytes
 
-    def reserve_held(self, job_id: str, wanted: int, total: int) -> int:
-        """Room for a job's result held until ``query/wait`` collects it: up
-        to ``wanted`` bytes, while every held result together stays within
-        ``total``; 0 where none is left."""
-        job = self._jobs.get(job_id)
-        room = min(wanted, total - self._held_bytes)
-        if job is None or room <= 0:
-            return 0
-        job.held_bytes += room
-        self._held_bytes += room
-        return room
+    def held_room(self, job_id: str, total: int) -> HeldRoom:
+        """The memory a job's held result may take: what every held result
+        together leaves of ``total``."""
+        return HeldRoom(self, job_id, total)
 
-    def settle_held(self, job_id: str, reserved: int, used: int) -> None:
-        """What a job's held result took, of the room it had reserved."""
+    def _take_held(self, job_id: str, size: int) -> None:
         job = self._jobs.get(job_id)
-        if job is not None:  # else discarded meanwhile, its room given back
-            job.held_bytes += used - reserved
-            self._held_bytes += used - reserved
+        if job is not None:  # else discarded meanwhile: nobody collects it
+            job.held_bytes += size
+            self._held_bytes += size
 
     @property
     def held_bytes(self) -> int:
@@ -139,6 +131,34 @@ class Jobs:
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
+
+
+HELD_FULL = (
+    "Too many results are held for query/wait right now; "
+    "collect finished ones or try again later"
+)
+
+
+class HeldRoom:
+    """One job's share of the memory held results may take (see
+    ``streams.Room``): taken as its rows are read, given back when the job
+    is collected or forgotten."""
+
+    def __init__(self, jobs: Jobs, job_id: str, total: int) -> None:
+        self._jobs = jobs
+        self._job_id = job_id
+        self._total = total
+
+    def left(self) -> int:
+        if self._jobs.get(self._job_id) is None:
+            return 0
+        return max(0, self._total - self._jobs.held_bytes)
+
+    def take(self, size: int) -> None:
+        self._jobs._take_held(self._job_id, size)
+
+    def none_left(self) -> Exception:
+        return ServiceUnavailable(HELD_FULL)
 
 
 async def wait_for(jobs: list[Job], seconds: float) -> None:

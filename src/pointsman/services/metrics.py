@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -48,6 +48,8 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(PoolCollector(engines))
+        self.held = HeldCollector()
+        self.registry.register(self.held)
         # The labelled children, found once: labels() validates, converts and
         # takes a lock on every call, and every query calls it twice.
         self._counted: dict[tuple[str, str, str], Counter] = {}
@@ -104,6 +106,23 @@ class PoolCollector(Collector):
         yield open_pools
         yield opened
         yield from families.values()
+
+
+class HeldCollector(Collector):
+    """The memory results held for ``query/wait`` take (``bytes``: set by
+    whoever keeps the jobs)."""
+
+    def __init__(self) -> None:
+        self.bytes: Callable[[], int] = lambda: 0
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        held = GaugeMetricFamily(
+            "pointsman_held_result_bytes",
+            "Memory taken by results held for query/wait, against"
+            " POINTSMAN_HELD_RESULTS_TOTAL_BYTES",
+        )
+        held.add_metric([], float(self.bytes()))
+        yield held
 
 
 def _snake(name: str) -> str:
