@@ -244,6 +244,18 @@ async def test_sql_that_is_not_text_is_400(
     assert_error(response, 400, "Bad Request: query.sql: Expected string")
 
 
+async def test_a_route_for_a_user_id_that_is_no_uuid_is_400_as_the_query_is(
+    api: httpx.AsyncClient, walkthrough: dict[str, str]
+) -> None:
+    route = await api.get(
+        f"/api/v1/connections/{walkthrough['dev']}/route", params={"userId": "nope"}
+    )
+    query = await run(api, walkthrough["dev"], userId="nope")
+
+    assert_error(route, 400, "Bad Request: userId: Invalid uuid")
+    assert_error(query, 400, "Bad Request: userId: Invalid uuid")
+
+
 async def test_the_route_of_a_deactivated_user_is_404_as_their_query_is(
     api: httpx.AsyncClient, walkthrough: dict[str, str]
 ) -> None:

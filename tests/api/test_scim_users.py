@@ -556,6 +556,26 @@ async def test_patch_replace_sets_a_multi_valued_attribute(
     assert response.json()[USER_ATTRIBUTES] == {"regions": ["eu"]}
 
 
+@pytest.mark.parametrize(
+    ("raw", "stored"),
+    [(b"1.50", "1.50"), (b"0.000001", "0.000001"), (b"1e2", "1e2"), (b"7", "7")],
+)
+async def test_a_json_number_for_a_string_attribute_is_kept_as_written(
+    api: httpx.AsyncClient, attributes: None, raw: bytes, stored: str
+) -> None:
+    body = (
+        b'{"userName": "ann@example.com", "displayName": "Ann", '
+        b'"urn:omni:params:1.0:UserAttribute": {"region": ' + raw + b"}}"
+    )
+
+    response = await api.post(
+        USERS, content=body, headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 201, response.text
+    assert response.json()[USER_ATTRIBUTES] == {"region": stored}
+
+
 async def test_a_multi_valued_attribute_takes_a_comma_separated_string(
     api: httpx.AsyncClient, attributes: None
 ) -> None:

@@ -6,7 +6,6 @@ import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 
 import orjson
@@ -68,9 +67,9 @@ async def read_json(
 ) -> dict[str, Any]:
     """The JSON object in the body. An empty body is a 400 when ``required``,
     else ``{}``; anything but an object is a 400. With ``exact_numbers``,
-    integers are exact whatever their size and a fraction a float would
-    round (``1.0000000000000001``) is an :class:`ExactNumber` keeping its
-    text (attribute values are compared as written)."""
+    integers are exact whatever their size and a number with a fraction or
+    an exponent is an :class:`ExactNumber`, a float that keeps the text it
+    was written as (attribute values are compared as written)."""
     raw = await request.body()
     if not raw.strip():
         if required:
@@ -82,9 +81,9 @@ async def read_json(
         raise BadRequest("Bad Request: Invalid JSON") from None
     if exact_numbers and _MAYBE_INEXACT.search(raw):
         # orjson reads every fraction as a float and integers past 64 bits
-        # as floats too: read again, keeping what a float would round.
+        # as floats too: read again, keeping each number's own text.
         try:
-            data = json.loads(raw, parse_float=_number)
+            data = json.loads(raw, parse_float=ExactNumber)
         except ValueError:  # an integer of thousands of digits
             raise BadRequest("Bad Request: Invalid JSON") from None
     if not isinstance(data, dict):
@@ -98,13 +97,6 @@ async def read_json(
 
 # A fraction, an exponent or an integer too long for 64 bits, anywhere.
 _MAYBE_INEXACT = re.compile(rb"[0-9][.eE]|[0-9]{19}")
-
-
-def _number(text: str) -> float:
-    number = float(text)
-    if Decimal(repr(number)) == Decimal(text):
-        return number
-    return ExactNumber(text)
 
 
 def refuse_nul(value: Any, path: str) -> None:

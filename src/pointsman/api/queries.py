@@ -544,6 +544,8 @@ async def explain_route(request: Request) -> Response:
     who = await caller(request)
     base = live_connection(who, request.path_params["id"])
     user_id = request.query_params.get("userId")
+    if user_id and not is_uuid(user_id):  # as query/run answers
+        raise ValidationFailed("userId", "Invalid uuid")
     runner, own = who.actor, True
     if user_id and user_id.lower() != who.actor.user.id:
         policy.require(who.snapshot, who.actor, Action.ORG_ADMIN)

@@ -25,8 +25,9 @@ _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?
 
 
 class ExactNumber(float):
-    """A JSON number that a float would round, with the text it was written
-    as (the float is only its nearest value)."""
+    """A JSON number with a fraction or an exponent, with the text it was
+    written as (the float is only its nearest value): ``1.50`` for a String
+    attribute stays ``1.50``, ``1.0000000000000001`` is not ``1``."""
 
     text: str
 
