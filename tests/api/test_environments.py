@@ -595,6 +595,24 @@ async def test_a_number_is_written_in_ascii_digits(
     assert "is not a number" in response.json()["detail"]
 
 
+async def test_a_number_longer_than_a_value_may_be_when_written_out_is_400(
+    api: httpx.AsyncClient,
+) -> None:
+    gold = await number_base(api)
+
+    response = await api.put(
+        f"/api/v1/connection-environments/{gold}",
+        json={"userAttributeValues": ["1" * 495 + "e-520"]},
+    )
+
+    assert_error(
+        response,
+        400,
+        "Bad Request: userAttributeValues: Values must be at most 512 characters"
+        " written out in full",
+    )
+
+
 async def test_an_absurd_exponent_is_not_a_number(api: httpx.AsyncClient) -> None:
     gold = await number_base(api)
 

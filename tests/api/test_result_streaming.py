@@ -470,6 +470,65 @@ async def test_metrics_show_the_memory_held_results_take(
     assert await held_gauge(api) == 0
 
 
+async def test_a_held_read_that_fails_part_way_gives_its_room_back(
+    api: httpx.AsyncClient, connection_id: str
+) -> None:
+    sql = (
+        "select g as n, repeat('x', 1000) as pad, 1 / (3000 - g) as boom"
+        " from generate_series(1, 5000) g, pg_sleep(0.2)"
+    )
+    first = await run(api, connection_id, sql, waitSeconds=0, resultType="json")
+    [job_id] = lines_of(first)[-1]["remaining_job_ids"]
+    ended: list[Any] = []
+    for _ in range(100):
+        log = (await api.get("/api/v1/query/log")).json()
+        ended = [e for e in log["records"] if e["status"] == "ERROR"]
+        if ended:
+            break
+        await asyncio.sleep(0.05)
+
+    assert ended, "the job failed"
+    assert await held_gauge(api) == 0
+    waited = await api.get("/api/v1/query/wait", params={"jobIds": job_id})
+    assert lines_of(waited)[0]["status"] == "ERROR"
+    assert await pool_in_use(api, connection_id) == 0
+
+
+async def test_query_wait_in_plain_json_gives_each_finished_job_and_the_rest(
+    api: httpx.AsyncClient, connection_id: str, services: Services
+) -> None:
+    services.settings = services.settings.with_overrides(query_wait_seconds=1.0)
+    ids = []
+    sleeping = (f"{series(3)}, pg_sleep(0.2)", f"{series(2500)}, pg_sleep(0.2)")
+    for sql in (*sleeping, "select pg_sleep(30)"):
+        first = await run(api, connection_id, sql, waitSeconds=0)
+        ids.extend(lines_of(first)[-1]["remaining_job_ids"])
+    await asyncio.sleep(1.0)
+
+    response = await api.get(
+        "/api/v1/query/wait",
+        params={"jobIds": ",".join(ids)},
+        headers={"Accept": "application/json"},
+        timeout=60,
+    )
+    body = response.json()
+
+    assert response.headers["content-type"].startswith("application/json")
+    assert [line["job_id"] for line in body["results"]] == ids[:2]
+    assert [arrow_rows(line) for line in body["results"]] == [
+        expected(3),
+        expected(2500),
+    ]
+    assert body["remaining_job_ids"] == [ids[2]]
+    assert body["timed_out"] == "true"
+    again = await api.get(
+        "/api/v1/query/wait",
+        params={"jobIds": ids[0]},
+        headers={"Accept": "application/json"},
+    )
+    assert again.status_code == 404
+
+
 async def test_a_result_being_read_holds_only_what_it_has_read(
     api: httpx.AsyncClient, connection_id: str, services: Services
 ) -> None:

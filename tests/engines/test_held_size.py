@@ -4,6 +4,7 @@ that the caps on held results bound the server's memory, not a guess at it."""
 from __future__ import annotations
 
 import tracemalloc
+import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -38,6 +39,7 @@ SHAPES = {
         float(i),
     ),
     "json": lambda i: ({"id": i, "tags": [f"t{i}", f"u{i}"]},),
+    "uuids": lambda i: (uuid.uuid4(), uuid.uuid4()),
 }
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route as HttpRoute
 
 from pointsman import policy
@@ -32,7 +33,13 @@ from pointsman.policy import Action
 from pointsman.routing.resolver import Route
 from pointsman.services import queries
 from pointsman.services.container import Services
-from pointsman.services.jobs import Job, Jobs, consume_result, wait_for
+from pointsman.services.jobs import (
+    SWEEP_SECONDS,
+    Job,
+    Jobs,
+    consume_result,
+    wait_for,
+)
 from pointsman.services.paging import is_uuid
 from pointsman.services.query_log import list_entries
 from pointsman.store.models import utcnow
@@ -46,6 +53,14 @@ async def start(app: Starlette) -> None:
     app.state.jobs = jobs = Jobs()
     app.state.services.metrics.held.bytes = lambda: jobs.held_bytes
     app.state.pool_reaper = asyncio.create_task(close_idle_pools(app.state.services))
+    app.state.job_sweeper = asyncio.create_task(sweep_jobs(jobs))
+
+
+async def sweep_jobs(jobs: Jobs) -> None:
+    """Forget jobs finished long ago even when no query comes."""
+    while True:
+        await asyncio.sleep(SWEEP_SECONDS)
+        jobs.forget_old()
 
 
 async def close_idle_pools(services: Services) -> None:
@@ -61,6 +76,7 @@ async def close_idle_pools(services: Services) -> None:
 
 async def stop(app: Starlette) -> None:
     app.state.pool_reaper.cancel()
+    app.state.job_sweeper.cancel()
     await app.state.jobs.cancel_all()
     services = app.state.services
     await services.query_log.flush()
@@ -188,9 +204,13 @@ async def _held(
     settings = services.settings
     room = jobs.held_room(job_id, settings.held_results_total_bytes)
     max_rows, max_bytes = settings.held_result_max_rows, settings.held_result_max_bytes
-    if isinstance(result, RowStream):
-        return await result.read_all(max_rows, max_bytes, room)
-    return cut(result, max_rows, max_bytes, room)
+    try:
+        if isinstance(result, RowStream):
+            return await result.read_all(max_rows, max_bytes, room)
+        return cut(result, max_rows, max_bytes, room)
+    except BaseException:
+        jobs.release_held(job_id)  # failed part-way: none of it is kept
+        raise
 
 
 def job_line(job: Job) -> dict[str, Any]:
@@ -523,14 +543,42 @@ async def wait_query(request: Request) -> Response:
             raise NotFound(f"Job {job_id} not found")
         found.append(job)
     await wait_for(found, who.services.settings.query_wait_seconds)
-    done = [job for job in found if job.task.done()]
+    done = deque(job for job in found if job.task.done())
     remaining = [job.id for job in found if not job.task.done()]
-    lines = [await encode_line(job) for job in done]
-    for job in done:
-        jobs.discard(job.id)
     if wants_plain_json(request):
-        return respond({"results": lines, **footer(remaining)})
-    return ndjson([*lines, footer(remaining)])
+        body = _collected(jobs, done, b'{"results":[', b",", dumps(footer(remaining)))
+        return StreamingResponse(body, media_type="application/json")
+    body = _collected(jobs, done, b"", b"", dumps(footer(remaining)) + b"\n")
+    return StreamingResponse(body, media_type=NDJSON)
+
+
+async def _collected(
+    jobs: Jobs, done: deque[Job], opening: bytes, separator: bytes, last: bytes
+) -> AsyncIterator[bytes]:
+    """The finished jobs' lines, encoded one at a time and each job let go
+    of once sent, so that collecting several large results holds one
+    encoding at a time; then ``last`` (the footer; in the plain JSON shape
+    its keys join the object that ``opening`` began)."""
+    try:
+        first = True
+        while done:
+            job = done.popleft()
+            line = dumps(await encode_line(job))
+            jobs.discard(job.id)
+            del job
+            if opening:
+                line = (opening if first else separator) + line
+            else:
+                line += b"\n"
+            first = False
+            yield line
+        if opening:
+            yield (opening if first else b"") + b"]," + last[1:]
+        else:
+            yield last
+    finally:
+        for job in done:  # the client left before these were sent
+            jobs.discard(job.id)
 
 
 # -- route explanation and log -------------------------------------------------

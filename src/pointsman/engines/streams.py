@@ -14,6 +14,7 @@ import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
+from uuid import UUID
 
 import pyarrow as pa
 
@@ -232,6 +233,8 @@ def _size(value: Any) -> int:
         )
     if value is None or kind is bool:
         return 0
+    if kind is UUID:  # and the integer inside it
+        return sys.getsizeof(value) + sys.getsizeof(value.int)
     return sys.getsizeof(value)
 
 

@@ -71,7 +71,7 @@ class Jobs:
         result_type: str | None,
         work: Callable[[], Awaitable[QueryResult | RowStream]],
     ) -> Job:
-        self._forget_old()
+        self.forget_old()
         task = asyncio.get_running_loop().create_task(self._run(job_id, work))
         job = Job(job_id, owner_id, route, sql, result_type, task)
         self._jobs[job_id] = job
@@ -100,6 +100,13 @@ class Jobs:
         together leaves of ``total``."""
         return HeldRoom(self, job_id, total)
 
+    def release_held(self, job_id: str) -> None:
+        """Give back what a job's held result took (it failed: nothing held)."""
+        job = self._jobs.get(job_id)
+        if job is not None:
+            self._held_bytes -= job.held_bytes
+            job.held_bytes = 0
+
     def _take_held(self, job_id: str, size: int) -> None:
         job = self._jobs.get(job_id)
         if job is not None:  # else discarded meanwhile: nobody collects it
@@ -110,9 +117,11 @@ class Jobs:
     def held_bytes(self) -> int:
         return self._held_bytes
 
-    def _forget_old(self) -> None:
+    def forget_old(self) -> None:
         """Drop jobs finished long ago (at most once per SWEEP_SECONDS: a scan
-        of every job on every query would cost more than the jobs)."""
+        of every job on every query would cost more than the jobs). Called
+        on every submit and every SWEEP_SECONDS, so that an idle server
+        gives back what uncollected results held too."""
         now = time.monotonic()
         if now < self._next_sweep:
             return

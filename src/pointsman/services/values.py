@@ -93,6 +93,12 @@ def normalise(values: list[str], attribute_type: str | None, field: str) -> list
             number = canonical_number(text)
             if number is None:
                 raise ValidationFailed(field, f'"{text}" is not a number')
+            if len(number) > MAX_VALUE_LENGTH:
+                raise ValidationFailed(
+                    field,
+                    f"Values must be at most {MAX_VALUE_LENGTH} characters"
+                    " written out in full",
+                )
             text = number
         if text:
             result.setdefault(text, None)
