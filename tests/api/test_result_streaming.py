@@ -529,6 +529,41 @@ async def test_query_wait_in_plain_json_gives_each_finished_job_and_the_rest(
     assert again.status_code == 404
 
 
+async def test_a_job_asked_for_twice_in_one_wait_is_sent_once(
+    api: httpx.AsyncClient, connection_id: str
+) -> None:
+    first = await run(api, connection_id, f"{series(3)}, pg_sleep(0.2)", waitSeconds=0)
+    [job_id] = lines_of(first)[-1]["remaining_job_ids"]
+
+    waited = await api.get(
+        "/api/v1/query/wait", params={"jobIds": f"{job_id},{job_id.upper()}"}
+    )
+
+    *jobs, foot = lines_of(waited)
+    assert [job["job_id"] for job in jobs] == [job_id]
+    assert foot == {"remaining_job_ids": [], "timed_out": "false"}
+
+
+async def test_waits_at_once_for_one_job_hand_it_out_once(
+    api: httpx.AsyncClient, connection_id: str
+) -> None:
+    first = await run(api, connection_id, f"{series(3)}, pg_sleep(0.3)", waitSeconds=0)
+    [job_id] = lines_of(first)[-1]["remaining_job_ids"]
+
+    answers = await asyncio.gather(
+        *(api.get("/api/v1/query/wait", params={"jobIds": job_id}) for _ in range(3))
+    )
+
+    sent = [a for a in answers if a.status_code == 200 and lines_of(a)[:-1]]
+    assert len(sent) == 1
+    assert arrow_rows(lines_of(sent[0])[0]) == expected(3)
+    assert all(
+        a.status_code == 404 or lines_of(a) == [lines_of(a)[-1]]
+        for a in answers
+        if a is not sent[0]
+    )
+
+
 async def test_a_result_being_read_holds_only_what_it_has_read(
     api: httpx.AsyncClient, connection_id: str, services: Services
 ) -> None:

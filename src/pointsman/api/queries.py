@@ -527,7 +527,7 @@ def _job_ids(request: Request) -> list[str]:
         raise ValidationFailed("job_ids", "Required")
     if not all(is_uuid(value) for value in ids):
         raise ValidationFailed("job_ids", "Invalid uuid")
-    return [value.lower() for value in ids]
+    return list(dict.fromkeys(value.lower() for value in ids))  # each once
 
 
 async def wait_query(request: Request) -> Response:
@@ -539,11 +539,20 @@ async def wait_query(request: Request) -> Response:
     found = []
     for job_id in _job_ids(request):
         job = jobs.get(job_id)
-        if job is None or not (policy.may_see_job(who.actor, job.owner_id)):
+        if (
+            job is None
+            or job.claimed
+            or not policy.may_see_job(who.actor, job.owner_id)
+        ):
             raise NotFound(f"Job {job_id} not found")
         found.append(job)
     await wait_for(found, who.services.settings.query_wait_seconds)
-    done = deque(job for job in found if job.task.done())
+    # Each finished job goes to one response: claimed here, with no pause
+    # between looking and claiming (one another wait claimed meanwhile is
+    # its to send).
+    done = deque(job for job in found if job.task.done() and not job.claimed)
+    for job in done:
+        job.claimed = True
     remaining = [job.id for job in found if not job.task.done()]
     if wants_plain_json(request):
         body = _collected(jobs, done, b'{"results":[', b",", dumps(footer(remaining)))
@@ -556,16 +565,15 @@ async def _collected(
     jobs: Jobs, done: deque[Job], opening: bytes, separator: bytes, last: bytes
 ) -> AsyncIterator[bytes]:
     """The finished jobs' lines, encoded one at a time and each job let go
-    of once sent, so that collecting several large results holds one
-    encoding at a time; then ``last`` (the footer; in the plain JSON shape
-    its keys join the object that ``opening`` began)."""
+    of once handed to the server to send, so that collecting several large
+    results holds one encoding at a time; then ``last`` (the footer; in the
+    plain JSON shape its keys join the object that ``opening`` began). Jobs
+    not handed over when the client leaves can be collected again."""
     try:
         first = True
         while done:
-            job = done.popleft()
-            line = dumps(await encode_line(job))
-            jobs.discard(job.id)
-            del job
+            line = dumps(await encode_line(done[0]))
+            jobs.discard(done.popleft().id)
             if opening:
                 line = (opening if first else separator) + line
             else:
@@ -578,7 +586,7 @@ async def _collected(
             yield last
     finally:
         for job in done:  # the client left before these were sent
-            jobs.discard(job.id)
+            job.claimed = False
 
 
 # -- route explanation and log -------------------------------------------------

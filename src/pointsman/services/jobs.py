@@ -38,8 +38,10 @@ class Job:
     detached: bool = False
     # Records how a streamed result ended (status, error, rows sent).
     finish: Callable[[str, PointsmanError | None, int], None] | None = None
-    # The bytes of values its held result takes (or may take, while read).
+    # The memory its held result takes (taken as its rows are read).
     held_bytes: int = 0
+    # Being sent by one query/wait: no other one hands it out.
+    claimed: bool = False
 
     def error(self) -> PointsmanError | None:
         if not self.task.done() or self.task.cancelled():
