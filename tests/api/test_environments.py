@@ -495,7 +495,8 @@ async def test_concurrent_links_cannot_build_a_chain(api: httpx.AsyncClient) -> 
     assert sorted(response.status_code for response in responses) == [201, 400]
 
 
-async def number_base(api: httpx.AsyncClient) -> str:
+async def number_pair(api: httpx.AsyncClient) -> tuple[str, str]:
+    """A base routing on the Number attribute ``tier``, and its environment."""
     await api.post("/api/v1/user-attributes", json={"name": "tier", "type": "Number"})
     base, gold = await create(api, "dev"), await create(api, "gold")
     await link(api, base, gold)
@@ -503,7 +504,11 @@ async def number_base(api: httpx.AsyncClient) -> str:
         f"/api/v1/connections/{base}",
         json={"userAttributeNameForConnectionEnvironments": "tier"},
     )
-    return gold
+    return base, gold
+
+
+async def number_base(api: httpx.AsyncClient) -> str:
+    return (await number_pair(api))[1]
 
 
 @pytest.mark.parametrize(
@@ -552,13 +557,7 @@ async def test_json_numbers_are_kept_as_written_not_as_a_float_rounds_them(
 async def test_users_whose_large_numbers_differ_in_the_last_digits_route_apart(
     api: httpx.AsyncClient,
 ) -> None:
-    await api.post("/api/v1/user-attributes", json={"name": "tier", "type": "Number"})
-    base, gold = await create(api, "dev"), await create(api, "gold")
-    await link(api, base, gold)
-    await api.patch(
-        f"/api/v1/connections/{base}",
-        json={"userAttributeNameForConnectionEnvironments": "tier"},
-    )
+    base, gold = await number_pair(api)
     claimed = 123456789012345678901234
     await api.put(
         f"/api/v1/connection-environments/{gold}",

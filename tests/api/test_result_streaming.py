@@ -344,12 +344,20 @@ async def test_a_long_result_left_running_is_collected_by_query_wait(
     assert await pool_in_use(api, connection_id) == 0
 
 
+async def left_running(
+    api: httpx.AsyncClient, connection_id: str, sql: str, **fields: Any
+) -> str:
+    """The id of the job ``sql`` is, left running by query/run."""
+    first = await run(api, connection_id, sql, waitSeconds=0, **fields)
+    [job_id] = lines_of(first)[-1]["remaining_job_ids"]
+    return str(job_id)
+
+
 async def held_then_collected(
     api: httpx.AsyncClient, connection_id: str, sql: str
 ) -> dict[str, Any]:
     """The job line of ``sql`` left running by query/run, from query/wait."""
-    first = await run(api, connection_id, sql, waitSeconds=0)
-    [job_id] = lines_of(first)[-1]["remaining_job_ids"]
+    job_id = await left_running(api, connection_id, sql)
     waited = await api.get("/api/v1/query/wait", params={"jobIds": job_id})
     job: dict[str, Any] = lines_of(waited)[0]
     return job
@@ -425,8 +433,7 @@ async def test_results_held_together_stay_within_the_total_and_collecting_frees_
 
     job_ids = []
     for sleep in (0.3, 0.6, 0.9):  # they finish, and are held, in this order
-        first = await run(api, connection_id, wide(sleep), waitSeconds=0)
-        job_ids.extend(lines_of(first)[-1]["remaining_job_ids"])
+        job_ids.append(await left_running(api, connection_id, wide(sleep)))
     waited = await api.get("/api/v1/query/wait", params={"jobIds": ",".join(job_ids)})
     by_id = {line["job_id"]: line for line in lines_of(waited)[:-1]}
     whole, rest, none = (by_id[job_id] for job_id in job_ids)
@@ -456,8 +463,7 @@ async def test_metrics_show_the_memory_held_results_take(
     api: httpx.AsyncClient, connection_id: str
 ) -> None:
     sql = "select g as n from generate_series(1, 5000) g, pg_sleep(0.2)"
-    first = await run(api, connection_id, sql, waitSeconds=0)
-    [job_id] = lines_of(first)[-1]["remaining_job_ids"]
+    job_id = await left_running(api, connection_id, sql)
     held = 0.0
     for _ in range(100):
         held = await held_gauge(api)
@@ -477,8 +483,7 @@ async def test_a_held_read_that_fails_part_way_gives_its_room_back(
         "select g as n, repeat('x', 1000) as pad, 1 / (3000 - g) as boom"
         " from generate_series(1, 5000) g, pg_sleep(0.2)"
     )
-    first = await run(api, connection_id, sql, waitSeconds=0, resultType="json")
-    [job_id] = lines_of(first)[-1]["remaining_job_ids"]
+    job_id = await left_running(api, connection_id, sql, resultType="json")
     ended: list[Any] = []
     for _ in range(100):
         log = (await api.get("/api/v1/query/log")).json()
@@ -501,8 +506,7 @@ async def test_query_wait_in_plain_json_gives_each_finished_job_and_the_rest(
     ids = []
     sleeping = (f"{series(3)}, pg_sleep(0.2)", f"{series(2500)}, pg_sleep(0.2)")
     for sql in (*sleeping, "select pg_sleep(30)"):
-        first = await run(api, connection_id, sql, waitSeconds=0)
-        ids.extend(lines_of(first)[-1]["remaining_job_ids"])
+        ids.append(await left_running(api, connection_id, sql))
     await asyncio.sleep(1.0)
 
     response = await api.get(
@@ -532,8 +536,7 @@ async def test_query_wait_in_plain_json_gives_each_finished_job_and_the_rest(
 async def test_a_job_asked_for_twice_in_one_wait_is_sent_once(
     api: httpx.AsyncClient, connection_id: str
 ) -> None:
-    first = await run(api, connection_id, f"{series(3)}, pg_sleep(0.2)", waitSeconds=0)
-    [job_id] = lines_of(first)[-1]["remaining_job_ids"]
+    job_id = await left_running(api, connection_id, f"{series(3)}, pg_sleep(0.2)")
 
     waited = await api.get(
         "/api/v1/query/wait", params={"jobIds": f"{job_id},{job_id.upper()}"}
@@ -547,8 +550,7 @@ async def test_a_job_asked_for_twice_in_one_wait_is_sent_once(
 async def test_waits_at_once_for_one_job_hand_it_out_once(
     api: httpx.AsyncClient, connection_id: str
 ) -> None:
-    first = await run(api, connection_id, f"{series(3)}, pg_sleep(0.3)", waitSeconds=0)
-    [job_id] = lines_of(first)[-1]["remaining_job_ids"]
+    job_id = await left_running(api, connection_id, f"{series(3)}, pg_sleep(0.3)")
 
     answers = await asyncio.gather(
         *(api.get("/api/v1/query/wait", params={"jobIds": job_id}) for _ in range(3))
@@ -576,8 +578,7 @@ async def test_a_result_being_read_holds_only_what_it_has_read(
         "select g as n, repeat('x', 100) as pad from generate_series(1, 20000) g,"
         " lateral (select pg_sleep(case when g % 1000 = 0 then 0.2 else 0 end)) s"
     )
-    first = await run(api, connection_id, slow, waitSeconds=0, resultType="json")
-    [slow_id] = lines_of(first)[-1]["remaining_job_ids"]
+    slow_id = await left_running(api, connection_id, slow, resultType="json")
 
     small = await held_then_collected(
         api, connection_id, "select 42 as answer from pg_sleep(0.8)"

@@ -102,14 +102,13 @@ class RowStream:
         size = 0
         try:
             async for batch in self.batches():
-                bound, by_room = _bound(size, max_bytes, room)
+                bound, binding = _bound(size, max_bytes, room)
                 kept, grown = _within(batch, size, bound, sized=room is not None)
                 if room is not None:
                     room.take(grown - size)
                 size = grown
-                if kept == 0 and not rows and by_room:
-                    assert room is not None
-                    raise room.none_left()
+                if kept == 0 and not rows and binding is not None:
+                    raise binding.none_left()
                 rows.extend(batch[:kept])
                 if kept < len(batch):
                     self.row_count -= len(batch) - kept
@@ -151,24 +150,22 @@ def cut(
     """The result within ``max_rows`` rows, about ``max_bytes`` of memory
     (Python's objects for rows, the buffers for Arrow) and what ``room`` has
     left, cut as a limit cuts it; taken from ``room``."""
-    bound, by_room = _bound(0, max_bytes, room)
+    bound, binding = _bound(0, max_bytes, room)
     if result.table is not None:
         table = result.table
         kept = _table_within(table, max_rows, bound)
         if room is not None:
             room.take(_table_part(table, kept))
-        if kept == 0 and table.num_rows and by_room:
-            assert room is not None
-            raise room.none_left()
+        if kept == 0 and table.num_rows and binding is not None:
+            raise binding.none_left()
         if kept == table.num_rows:
             return result
         return QueryResult(result.columns, truncated=True, table=table.slice(0, kept))
     kept, size = _within(result.rows[:max_rows], 0, bound, sized=room is not None)
     if room is not None:
         room.take(size)
-    if kept == 0 and result.rows and by_room:
-        assert room is not None
-        raise room.none_left()
+    if kept == 0 and result.rows and binding is not None:
+        raise binding.none_left()
     if kept == len(result.rows):
         return result
     return QueryResult(result.columns, result.rows[:kept], truncated=True)
@@ -176,15 +173,15 @@ def cut(
 
 def _bound(
     size: int, max_bytes: int | None, room: Room | None
-) -> tuple[int | None, bool]:
-    """What the held values may grow to from ``size``, and whether the room
-    left (rather than ``max_bytes``) is what bounds them."""
+) -> tuple[int | None, Room | None]:
+    """What the held values may grow to from ``size``, and the room where
+    what it has left (rather than ``max_bytes``) is what bounds them."""
     if room is None:
-        return max_bytes, False
-    by_room = size + room.left()
-    if max_bytes is None or by_room < max_bytes:
-        return by_room, True
-    return max_bytes, False
+        return max_bytes, None
+    reach = size + room.left()
+    if max_bytes is None or reach < max_bytes:
+        return reach, room
+    return max_bytes, None
 
 
 def _table_part(table: pa.Table, rows: int) -> int:
@@ -357,7 +354,7 @@ class ArrowStream(RowStream):
         size = 0
         try:
             async for table in self.tables():
-                bound, by_room = _bound(size, max_bytes, room)
+                bound, binding = _bound(size, max_bytes, room)
                 kept = _table_within(
                     table, None, None if bound is None else bound - size
                 )
@@ -365,9 +362,12 @@ class ArrowStream(RowStream):
                 if room is not None:
                     room.take(grown)
                 size += grown
-                if kept == 0 and not any(t.num_rows for t in tables) and by_room:
-                    assert room is not None
-                    raise room.none_left()
+                if (
+                    kept == 0
+                    and not any(t.num_rows for t in tables)
+                    and binding is not None
+                ):
+                    raise binding.none_left()
                 tables.append(table.slice(0, kept))
                 if kept < table.num_rows:
                     self.row_count -= table.num_rows - kept
